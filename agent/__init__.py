@@ -1,0 +1,1 @@
+"""The host daemon: config, credential sources, STS client, rotation."""

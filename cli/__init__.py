@@ -1,0 +1,1 @@
+"""The rolecall command: argument parsing and wiring; thin."""

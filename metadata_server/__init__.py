@@ -1,0 +1,1 @@
+"""The IMDS and container-credentials handlers."""

@@ -1,0 +1,1 @@
+"""The included STS + IAM backend."""

@@ -39,6 +39,8 @@ define need_deb
 endef
 
 test: venv node
+	$(call need_deb,zbarimg,zbar-tools)
+	$(call need_deb,systemd-analyze,systemd)
 	$(PY) -m pytest
 
 run: venv

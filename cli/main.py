@@ -22,7 +22,6 @@ _NOT_YET = {
     "keys": "the keyring store is not built yet",
     "mfa": "the MFA session helper is not built yet",
     "exec": "rolecall exec is not built yet",
-    "backend": "the included STS/IAM backend is not built yet",
 }
 
 
@@ -45,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=f"(not available yet: {reason})")
         sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         sub.set_defaults(run=_not_yet(reason))
+    from cli import backend  # each command group registers its own sub-parser
+
+    backend.register(commands)
     return parser
 
 

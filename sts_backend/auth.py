@@ -1,0 +1,291 @@
+"""Request authentication: who signed this request, and may such a caller call this action?
+
+Theory of operation
+-------------------
+``Authenticator.authenticate`` runs ``wire.sigv4.verify`` with a ``lookup_secret``
+that resolves the signing key:
+
+- ``AKIA…`` (long-term): the key must exist in the store and be ``Active``;
+  a session token sent with it is refused.
+- ``ASIA…`` (temporary): the ``X-Amz-Security-Token`` is unsealed
+  (``sts_backend.tokens``; AES-GCM, no database read), its clear access key id must
+  equal the signing key id (constant time), and it must not have expired
+  (``ExpiredToken``, 403). The secret comes out of the token itself.
+
+Only after the signature checks out is a temporary credential checked against
+revocation (role deleted or recreated, source key deactivated, sessions revoked):
+``store.session_revoked`` answers are cached per session and dropped whenever
+``store.revocation_epoch()`` moves, so a busy session costs one tiny query per call.
+
+``check_call`` then applies the rules of sts-iam.md §5 that depend only on the
+kind of credential, before any policy is read: GetSessionToken credentials
+without MFA are not accepted by IAM (``InvalidClientTokenId``), session
+credentials may not mint GetSessionToken/GetFederationToken credentials, and so on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sts_backend import ids, tokens
+from sts_backend.errors import AccessDenied, ExpiredToken, InvalidClientTokenId, SenderError
+from sts_backend.policy import RequestContext, build_request_context
+from sts_backend.policy_document import Policy, PolicyKind, parse_policy
+from sts_backend.records import AccessKey, PrincipalKind, Session, StsStore
+from wire.clock import WallClock
+from wire.http import HttpRequest
+from wire.sigv4 import SignatureDoesNotMatch, verify
+
+__all__ = ["Authenticator", "Principal", "SERVICES", "UNSIGNED_ACTIONS", "check_call", "principal_policies",
+           "request_context", "unsigned_call", "managed_document"]
+
+SERVICES = frozenset({"sts", "iam"})
+UNSIGNED_ACTIONS = frozenset({"AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"})
+_SESSION_KINDS: dict[str, PrincipalKind] = {
+    "AssumeRole": "assumed-role", "AssumeRoleWithWebIdentity": "assumed-role",
+    "AssumeRoleWithSAML": "assumed-role", "GetFederationToken": "federated-user",
+    "GetSessionToken": "user",
+}
+# STS actions each kind of temporary credential may call (GetCallerIdentity: everyone).
+_STS_ALLOWED = {
+    "GetSessionToken": frozenset({"AssumeRole", "GetCallerIdentity"}),
+    "GetFederationToken": frozenset({"GetCallerIdentity"}),
+}
+_NOT_WITH_ROLE_SESSION = frozenset({"GetSessionToken", "GetFederationToken"})
+_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The verified caller of one request.
+
+    ``user_name`` is the IAM user behind the credential: the owner of a long-term
+    key, or the user who called GetSessionToken/GetFederationToken ("" for root).
+    ``session`` is set for temporary credentials, None for long-term keys.
+    """
+
+    kind: PrincipalKind
+    arn: str
+    account_id: str
+    user_id: str
+    access_key_id: str
+    user_name: str | None
+    service: str
+    region: str
+    session: Session | None = None
+
+    @property
+    def temporary(self) -> bool:
+        """True for credentials minted by STS."""
+        return self.session is not None
+
+
+class Authenticator:
+    """Verifies SigV4 requests against one store; keeps small caches between calls."""
+
+    def __init__(self, store: StsStore, clock: WallClock) -> None:
+        self._store = store
+        self._clock = clock
+        self._keys: dict[int, bytes] = store.token_keys()[1]
+        self._sessions: dict[str, Session] = {}
+        self._revoked: dict[str, bool] = {}
+        self._epoch = store.revocation_epoch()
+
+    def authenticate(self, req: HttpRequest, now: dt.datetime | None = None) -> Principal:
+        """Verify ``req``'s signature and resolve its caller.
+
+        Raises:
+            wire.sigv4.SigV4Error: missing, malformed or wrong signature, or clock skew.
+            InvalidClientTokenId: unknown/inactive key, bad or revoked session token.
+            ExpiredToken: a session token past its expiry.
+        """
+        now = now or self._clock.now()
+        found: list = []
+
+        def lookup_secret(access_key_id: str, token: str | None) -> str | None:
+            if access_key_id.startswith("ASIA"):
+                session = self._session(access_key_id, token, now)
+                found.append(session)
+                return session.secret_access_key
+            key = self._long_term_key(access_key_id, token)
+            found.append(key)
+            return None if key is None else key.secret_access_key
+
+        verified = verify(req.method, req.path, req.query, req.headers, req.body, lookup_secret, now)
+        if verified.service not in SERVICES:
+            raise SignatureDoesNotMatch("Credential should be scoped to correct service: 'sts'. ")
+        if isinstance(found[0], Session):
+            self._check_revoked(found[0], verified.session_token or "")
+            return self._session_principal(found[0], verified.service, verified.region)
+        self._store.record_key_use(verified.access_key_id, verified.service, verified.region, now)
+        return self._key_principal(found[0], verified.service, verified.region)
+
+    # -- temporary credentials -------------------------------------------------------------
+
+    def _session(self, access_key_id: str, token: str | None, now: dt.datetime) -> Session:
+        if not token:
+            raise InvalidClientTokenId()
+        session = self._sessions.get(token)
+        if session is None:
+            session = self._unseal(token, access_key_id)
+        elif not hmac.compare_digest(session.access_key_id.encode(), access_key_id.encode()):
+            raise InvalidClientTokenId()
+        if now >= session.expires_at:
+            raise ExpiredToken()
+        return session
+
+    def _unseal(self, token: str, access_key_id: str) -> Session:
+        try:
+            session = tokens.unseal(token, self._keys, access_key_id)
+        except InvalidClientTokenId:
+            keys = self._store.token_keys()[1]   # a key added by rotate-token-key since?
+            if keys == self._keys:
+                raise
+            self._keys = keys
+            session = tokens.unseal(token, keys, access_key_id)
+        if len(self._sessions) >= _CACHE_LIMIT:
+            self._sessions.clear()
+        self._sessions[token] = session
+        return session
+
+    def _check_revoked(self, session: Session, token: str) -> None:
+        epoch = self._store.revocation_epoch()
+        if epoch != self._epoch or len(self._revoked) >= _CACHE_LIMIT:
+            self._revoked.clear()
+            self._epoch = epoch
+        revoked = self._revoked.get(token)
+        if revoked is None:
+            revoked = self._revoked[token] = self._store.session_revoked(session)
+        if revoked:
+            raise InvalidClientTokenId()
+
+    @staticmethod
+    def _session_principal(session: Session, service: str, region: str) -> Principal:
+        kind = _SESSION_KINDS[session.kind]
+        if kind == "user" and session.source_user_name == "":
+            kind = "root"
+        return Principal(kind, session.principal_arn, session.account_id, session.user_id,
+                         session.access_key_id, session.source_user_name, service, region, session)
+
+    # -- long-term keys -------------------------------------------------------------------
+
+    def _long_term_key(self, access_key_id: str, token: str | None) -> AccessKey | None:
+        if token is not None:
+            raise InvalidClientTokenId()
+        key = self._store.access_key(access_key_id)
+        return key if key is not None and key.status == "Active" else None
+
+    def _key_principal(self, key: AccessKey, service: str, region: str) -> Principal:
+        account = self._store.account_id()
+        if key.user_name == "":
+            return Principal("root", ids.root_arn(account), account, account, key.access_key_id, "", service, region)
+        user = self._store.user(key.user_name)
+        if user is None:
+            raise InvalidClientTokenId()
+        return Principal("user", user.arn, account, user.user_id, key.access_key_id, user.user_name, service, region)
+
+
+def check_call(principal: Principal, service: str, action: str) -> None:
+    """Refuse calls that this kind of credential may never make (sts-iam.md §5).
+
+    Raises:
+        InvalidClientTokenId: IAM called with GetSessionToken credentials minted
+            without MFA, or with GetFederationToken credentials.
+        AccessDenied: an STS action the credential kind does not allow, or
+            AssumeRole with root credentials.
+    """
+    session = principal.session
+    if service == "iam":
+        if session is not None and (session.kind == "GetFederationToken"
+                                    or (session.kind == "GetSessionToken" and not session.mfa_authenticated)):
+            raise InvalidClientTokenId()
+        return
+    if action == "GetCallerIdentity":
+        return
+    if session is None:
+        if principal.kind == "root" and action == "AssumeRole":
+            raise AccessDenied("You cannot call AssumeRole by using AWS root account credentials")
+        return
+    allowed = _STS_ALLOWED.get(session.kind)
+    if (allowed is not None and action not in allowed) or action in _NOT_WITH_ROLE_SESSION:
+        raise AccessDenied(f"Cannot call {action} with session credentials")
+
+
+def unsigned_call(action: str) -> SenderError:
+    """The answer to an unsigned call AWS accepts unsigned but this backend does not serve."""
+    return SenderError("InvalidAction", f"{action} is not supported by this backend: it has no "
+                                        "web-identity or SAML providers to trust")
+
+
+# ---- authorization inputs ---------------------------------------------------------------------
+
+_DENY_ALL = json.dumps({"Version": "2012-10-17",
+                        "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]})
+_FROM_SESSION = object()
+
+
+def principal_policies(principal: Principal, store) -> tuple[list[Policy], list[Policy]]:
+    """(identity policies, session policies) that decide what ``principal`` may do.
+
+    A role session gets its role's policies, every other caller its IAM user's
+    (root: none; root is allowed everything by the caller of this). Session
+    policies are the inline and managed ones passed when the session was made;
+    a GetFederationToken session without any, or a session whose managed session
+    policies were all deleted since, gets an explicit deny-all instead, so a
+    session policy that disappears never widens a session.
+    """
+    session = principal.session
+    if principal.kind == "assumed-role" and session is not None:
+        texts = store.identity_policies("role", session.role_name or "")
+    elif principal.user_name:
+        texts = store.identity_policies("user", principal.user_name)
+    else:
+        texts = []
+    identity = [parse_policy(t, PolicyKind.IDENTITY) for t in texts]
+    if session is None:
+        return identity, []
+    documents = [session.session_policy] if session.session_policy else []
+    for arn in session.policy_arns:
+        found = managed_document(store, arn)
+        if found is not None:
+            documents.append(found)
+    wanted = session.session_policy or session.policy_arns or session.kind == "GetFederationToken"
+    if wanted and not documents:
+        documents = [_DENY_ALL]
+    return identity, [parse_policy(t, PolicyKind.IDENTITY) for t in documents]
+
+
+def managed_document(store, arn: str) -> str | None:
+    """The default version of managed policy ``arn``, or None when there is no such policy."""
+    try:
+        found = store.get_policy(arn)
+        return store.get_policy_version(arn, found.default_version_id).document
+    except SenderError:
+        return None
+
+
+def request_context(principal: Principal, action: str, resource: str, now: dt.datetime, *,
+                    mfa_present: Any = _FROM_SESSION, mfa_time: dt.datetime | None = None,
+                    extra: dict[str, Any] | None = None) -> RequestContext:
+    """The policy ``RequestContext`` for ``principal`` asking ``action`` on ``resource``.
+
+    MFA keys follow sts-iam.md §8: absent for long-term keys, ``false`` for
+    temporary credentials minted without MFA, ``true`` plus
+    ``aws:MultiFactorAuthAge`` with it. Pass ``mfa_present``/``mfa_time`` to
+    override what the session says (AssumeRole with its own MFA code).
+    """
+    session = principal.session
+    if mfa_present is _FROM_SESSION:
+        mfa_present = None if session is None else session.mfa_authenticated
+        mfa_time = None if session is None else session.mfa_auth_time
+    age = int((now - mfa_time).total_seconds()) if mfa_present and mfa_time is not None else None
+    return build_request_context(
+        action, resource, principal.arn, principal_account=principal.account_id, user_id=principal.user_id,
+        now=now, mfa_present=mfa_present, mfa_age_seconds=age,
+        token_issued_at=session.issued_at if session else None,
+        source_identity=session.source_identity if session else None, requested_region=principal.region,
+        principal_tags=dict(session.tags) if session and session.tags else None, extra=extra)

@@ -1,0 +1,145 @@
+"""I/O adapter: the backend app on the shared serving layer, with TLS and signals.
+
+``run(backend, ["127.0.0.1:8900"], ssl_context=...)`` binds the listeners, wraps
+them in TLS when given a context, serves ``Backend.handle`` with
+``wire.serve.Server`` and logs one ``listening on http(s)://H:P`` line per bound
+address once connections are accepted. SIGTERM or SIGINT shuts the server down
+gracefully (requests in progress finish) and ``run`` returns.
+
+Plain HTTP on an address that is not loopback is refused (``check_listen``)
+unless the operator says ``--insecure-http``: access keys' signatures, secrets
+in CreateAccessKey answers and session tokens would cross the network in clear.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import signal
+import ssl
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from wire.http import Limits
+from wire.listeners import format_address, open_tcp_listeners, parse_address
+from wire.serve import Server
+
+__all__ = ["ListenRefused", "check_listen", "tls_context", "run", "serve"]
+
+log = logging.getLogger("rolecall.backend")
+
+DEFAULT_LISTEN = "127.0.0.1:8900"
+LIMITS = Limits(max_body_bytes=512 * 1024, request_timeout=30.0)
+
+
+class ListenRefused(ValueError):
+    """A listen address that may not be served as asked (plain HTTP off loopback)."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen(addresses: Sequence[str], *, tls: bool, insecure_http: bool) -> None:
+    """Refuse plain HTTP on a non-loopback address unless ``insecure_http``.
+
+    Raises:
+        ValueError: a malformed ``H:P`` address.
+        ListenRefused: plain HTTP off loopback without ``insecure_http``.
+    """
+    for text in addresses:
+        host, _ = parse_address(text)
+        if not tls and not insecure_http and not _is_loopback(host):
+            raise ListenRefused(f"refusing plain HTTP on non-loopback address {text}: keys and session tokens "
+                                "would cross the network in clear (use --tls-cert/--tls-key, or --insecure-http)")
+
+
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2+) with the given certificate chain and key.
+
+    Raises:
+        OSError, ssl.SSLError: unreadable or mismatched files.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+class _TlsStream(trio.abc.Stream):
+    """An ``SSLStream`` that also shows its socket, so the serving layer sees the peer."""
+
+    def __init__(self, stream: trio.SSLStream) -> None:
+        self._stream = stream
+        self.socket = stream.transport_stream.socket
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await self._stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _TlsListener(trio.abc.Listener[trio.abc.Stream]):
+    """Accepts TCP connections and hands them over as TLS streams (handshake on first read)."""
+
+    def __init__(self, listener: trio.SocketListener, context: ssl.SSLContext) -> None:
+        self._inner = trio.SSLListener(listener, context, https_compatible=True)
+        self.socket = listener.socket
+
+    async def accept(self) -> trio.abc.Stream:
+        return _TlsStream(await self._inner.accept())
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl.SSLContext | None = None,
+                stop: trio.Event | None = None, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``handler`` on ``addresses`` until SIGTERM/SIGINT (or ``stop`` is set).
+
+    Reports ``task_status.started(urls)`` (``http(s)://H:P``, the real port for
+    port 0) once accepting; returns after a graceful shutdown. Pass ``stop`` to
+    embed the server in a larger program that owns the signals (it must then
+    not be the main thread's only signal watcher).
+    """
+    listeners: list[Any] = await open_tcp_listeners(addresses)
+    scheme = "https" if ssl_context is not None else "http"
+    urls = [f"{scheme}://{format_address(listener.socket.getsockname())}" for listener in listeners]
+    if ssl_context is not None:
+        listeners = [_TlsListener(listener, ssl_context) for listener in listeners]
+    server = Server(handler, limits=LIMITS, shutdown_grace=10.0)
+    # Signals are caught before "listening on" is logged, so a prompt SIGTERM still ends gracefully.
+    watch = trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) if stop is None else contextlib.nullcontext()
+    with watch as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, listeners)
+            for url in urls:
+                log.info("listening on %s", url)
+            task_status.started(urls)
+            if signals is None:
+                await stop.wait()
+            else:
+                async for signum in signals:
+                    log.info("%s: shutting down", signal.Signals(signum).name)
+                    break
+            server.shutdown()
+
+
+def run(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl.SSLContext | None = None) -> None:
+    """``serve`` in a fresh trio run (the ``rolecall backend serve`` entry point)."""
+    trio.run(lambda: serve(handler, addresses, ssl_context=ssl_context))

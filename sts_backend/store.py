@@ -1,0 +1,298 @@
+"""The backend's state: one SQLite database in the data dir.
+
+Theory of operation
+-------------------
+``Store.create`` initialises ``DATA_DIR/rolecall.db`` (account id, first token
+key) and refuses a data dir that already has one; ``Store.open`` opens it. The
+file and its ``-wal``/``-shm`` companions are created under ``umask 077`` and
+chmod-ed 0600 (SQLite gives later-created companions the database file's mode).
+
+Settings, on every connection: ``journal_mode=WAL`` (readers never block the
+writer), ``synchronous=FULL`` (a committed write is on disk before the call
+returns, so it survives SIGKILL or power loss), ``foreign_keys=ON``,
+``busy_timeout`` 5 s (a second process — ``rolecall backend rotate-token-key``
+while ``serve`` runs, or two servers on one data dir — waits for the write lock
+instead of failing). Writes use ``BEGIN IMMEDIATE`` (``store_core``), so checks
+and writes are atomic across processes. The schema is versioned with
+``PRAGMA user_version`` (``store_schema``).
+
+Hot path: AssumeRole and request authentication do a handful of indexed
+point lookups (by primary key or the unique name index); the sqlite3 module
+caches their prepared statements. ``token_keys`` is cached until the database
+changes (``PRAGMA data_version`` for other processes' commits, a counter for ours).
+
+``record_key_use`` is buffered in memory and written at most once a minute, on
+``GetAccessKeyLastUsed`` and on ``close``: a crash loses at most a minute of
+last-used bookkeeping, never anything else. A ``Store`` is used from one thread.
+
+Nothing secret (key secrets, MFA seeds, token keys) is logged or put in an
+exception message or repr.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+
+from sts_backend import ids
+from sts_backend.records import AccessKey, MfaDevice, Role, Session, User
+from sts_backend.store_core import from_ts, ts
+from sts_backend.store_iam import _KEY_COLS, _ROLE_COLS, _USER_COLS, key_from_row, role_from_row, user_from_row
+from sts_backend.store_mfa import _MFA_SELECT, StoreMfa, mfa_from_row
+from sts_backend.store_schema import migrate
+from wire.clock import SystemClock, WallClock
+
+__all__ = ["Store", "StoreError", "DB_NAME"]
+
+DB_NAME = "rolecall.db"
+BUSY_TIMEOUT_MS = 5000
+KEY_USE_FLUSH_SECONDS = 60.0
+
+
+class StoreError(Exception):
+    """The data dir cannot be used: not initialised, already initialised, unreadable."""
+
+
+class Store(StoreMfa):
+    """The SQLite-backed IAM/STS state; implements ``records.StsStore``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: WallClock) -> None:
+        """Use ``Store.create`` or ``Store.open``."""
+        self._init_core(conn, clock)
+        self.path = path
+        row = self._one("SELECT account_id FROM account")
+        if row is None:
+            conn.close()
+            raise StoreError(f"{path} is not initialised (run `rolecall backend init`)")
+        self._account_id = row[0]
+        self._key_cache: tuple[tuple[int, int], tuple[int, dict[int, bytes]]] | None = None
+        self._key_use: dict[str, tuple[str, str, dt.datetime]] = {}
+        self._key_use_flushed = time.monotonic()
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, data_dir: str | os.PathLike, account_id: str | None = None,
+               clock: WallClock | None = None) -> Store:
+        """Initialise a new store in ``data_dir`` (created 0700 if missing).
+
+        Args:
+            data_dir: the backend's data directory.
+            account_id: 12 digits; random when None.
+            clock: the wall clock for creation dates (system clock by default).
+
+        Raises:
+            StoreError: ``data_dir`` is already initialised, or the account id is bad.
+        """
+        if account_id is not None and not (len(account_id) == 12 and account_id.isdigit()):
+            raise StoreError(f"account id must be 12 digits, not {account_id!r}")
+        path = Path(data_dir) / DB_NAME
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            raise StoreError(f"{data_dir} is already initialised ({path} exists)") from None
+        clock = clock or SystemClock()
+        conn = _connect(path)
+        now = ts(clock.now())
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO account (singleton, account_id, created) VALUES (1, ?, ?)",
+                     (account_id or ids.new_account_id(), now))
+        conn.execute("INSERT INTO token_keys (key, created) VALUES (?, ?)", (secrets.token_bytes(32), now))
+        conn.execute("COMMIT")
+        return cls(conn, path, clock)
+
+    @classmethod
+    def open(cls, data_dir: str | os.PathLike, clock: WallClock | None = None) -> Store:
+        """Open the store of an initialised ``data_dir`` (migrating its schema if older).
+
+        Raises:
+            StoreError: ``data_dir`` holds no initialised store, or it cannot be opened.
+        """
+        path = Path(data_dir) / DB_NAME
+        if not path.is_file():
+            raise StoreError(f"{data_dir} is not initialised (run `rolecall backend init --data-dir {data_dir}`)")
+        return cls(_connect(path), path, clock or SystemClock())
+
+    def close(self) -> None:
+        """Flush buffered key-use records and close the connection."""
+        try:
+            self.flush_key_use()
+        finally:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, account={self._account_id})"
+
+    # ---- StsStore: lookups -------------------------------------------------------------
+
+    def account_id(self) -> str:
+        """The account's 12-digit id."""
+        return self._account_id
+
+    def account_created(self) -> dt.datetime:
+        """When the store (the account) was initialised."""
+        return from_ts(self._one("SELECT created FROM account")[0])
+
+    def access_key(self, access_key_id: str) -> AccessKey | None:
+        """A long-term key by id (any status), or None."""
+        row = self._one(f"SELECT {_KEY_COLS} FROM access_keys k JOIN users u USING (user_id) "
+                        "WHERE k.access_key_id = ?", (access_key_id,))
+        return None if row is None else key_from_row(row)
+
+    def user(self, user_name: str) -> User | None:
+        """A user by name (case-insensitive), or None."""
+        row = self._one(f"SELECT {_USER_COLS} FROM users WHERE name = ?", (user_name,))
+        return None if row is None else user_from_row(row)
+
+    def role(self, role_name: str) -> Role | None:
+        """A role by name (case-insensitive), or None."""
+        row = self._one(f"SELECT {_ROLE_COLS} FROM roles WHERE name = ?", (role_name,))
+        return None if row is None else role_from_row(row)
+
+    def mfa_device(self, serial_number: str) -> MfaDevice | None:
+        """An MFA device by serial number, or None."""
+        row = self._one(f"{_MFA_SELECT} WHERE d.serial = ?", (serial_number,))
+        return None if row is None else mfa_from_row(row)
+
+    def consume_totp(self, serial_number: str, timecode: int) -> bool:
+        """Record ``timecode`` as used if newer than the device's last one (atomic, durable).
+
+        One conditional UPDATE: of two processes racing with the same step, exactly
+        one sees ``rowcount == 1``.
+        """
+        cur = self._conn.execute("UPDATE mfa_devices SET last_timecode = ? WHERE serial = ? AND last_timecode < ?",
+                                 (timecode, serial_number, timecode))
+        self._writes += 1
+        return cur.rowcount == 1
+
+    # ---- StsStore: token keys and revocation -------------------------------------------
+
+    def token_keys(self) -> tuple[int, dict[int, bytes]]:
+        """(current key id, every key id → 32-byte key) for sealing session tokens."""
+        stamp = (self._conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
+        if self._key_cache is None or self._key_cache[0] != stamp:
+            keys = {r[0]: bytes(r[1]) for r in self._all("SELECT key_id, key FROM token_keys")}
+            self._key_cache = (stamp, (max(keys), keys))
+        current, keys = self._key_cache[1]
+        return current, dict(keys)
+
+    def add_token_key(self) -> int:
+        """Add a fresh token key and make it current (``rolecall backend rotate-token-key``).
+
+        Older keys stay, so tokens they sealed keep verifying until they expire.
+        """
+        with self._tx() as conn:
+            cur = conn.execute("INSERT INTO token_keys (key, created) VALUES (?, ?)",
+                               (secrets.token_bytes(32), self._now()))
+            return cur.lastrowid
+
+    def retire_token_keys(self, created_before: dt.datetime) -> int:
+        """Delete token keys created before ``created_before``, never the current one.
+
+        Call with now minus the longest session lifetime (36 h). Returns how many went.
+        """
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM token_keys WHERE created < ? AND key_id != "
+                               "(SELECT max(key_id) FROM token_keys)", (ts(created_before),))
+            return cur.rowcount
+
+    def revocation_epoch(self) -> int:
+        """A counter bumped by every change that can revoke live sessions."""
+        return self._count("SELECT revocation_epoch FROM account")
+
+    def revoke_sessions(self, kind: str, name: str, before: dt.datetime | None = None) -> None:
+        """Revoke every session of role/user ``name`` issued before ``before`` (default now)."""
+        if kind not in ("role", "user"):
+            raise ValueError(kind)
+        when = ts(before or self._clock.now())
+        with self._tx() as conn:
+            conn.execute("INSERT INTO revocations (kind, name, revoked_before) VALUES (?, ?, ?) "
+                         "ON CONFLICT (kind, name) DO UPDATE SET revoked_before = "
+                         "max(revoked_before, excluded.revoked_before)", (kind, name, when))
+            self._bump_epoch()
+
+    def _revoked_after(self, kind: str, name: str, issued_at: dt.datetime) -> bool:
+        row = self._one("SELECT revoked_before FROM revocations WHERE kind = ? AND name = ?", (kind, name))
+        return row is not None and issued_at < from_ts(row[0])
+
+    def session_revoked(self, session: Session) -> bool:
+        """True when what ``session`` stands on is gone: the role (deleted, or recreated
+        under the same name), the source key (deleted or not Active), the source user,
+        or an explicit ``revoke_sessions`` later than the session's issue time."""
+        if session.role_name is not None:
+            row = self._one("SELECT role_id FROM roles WHERE name = ?", (session.role_name,))
+            if row is None or (session.role_id is not None and row[0] != session.role_id):
+                return True
+            if self._revoked_after("role", session.role_name, session.issued_at):
+                return True
+        if session.source_access_key_id:
+            row = self._one("SELECT status FROM access_keys WHERE access_key_id = ?", (session.source_access_key_id,))
+            if row is None or row[0] != "Active":
+                return True
+        if session.source_user_name:
+            if self.user(session.source_user_name) is None:
+                return True
+            if self._revoked_after("user", session.source_user_name, session.issued_at):
+                return True
+        return False
+
+    # ---- StsStore: key use -------------------------------------------------------------
+
+    def record_key_use(self, access_key_id: str, service: str, region: str, when: dt.datetime) -> None:
+        """Note a long-term key's use; buffered, flushed at most once a minute."""
+        previous = self._key_use.get(access_key_id)
+        if previous is None or previous[2] <= when:
+            self._key_use[access_key_id] = (service, region, when)
+        if time.monotonic() - self._key_use_flushed >= KEY_USE_FLUSH_SECONDS:
+            self.flush_key_use()
+
+    def flush_key_use(self) -> None:
+        """Write buffered key uses now (kept for the next try if the database is busy)."""
+        self._key_use_flushed = time.monotonic()
+        if not self._key_use:
+            return
+        rows = [(ts(when), service, region, akid, ts(when)) for akid, (service, region, when) in self._key_use.items()]
+        try:
+            with self._tx() as conn:
+                conn.executemany("UPDATE access_keys SET last_used = ?, last_service = ?, last_region = ? "
+                                 "WHERE access_key_id = ? AND (last_used IS NULL OR last_used < ?)", rows)
+        except sqlite3.OperationalError:
+            return
+        self._key_use.clear()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open ``path`` with the store's pragmas and schema; files end up 0600."""
+    old_umask = os.umask(0o077)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, cached_statements=256)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"{path}: cannot use WAL journal mode (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn)
+        except (sqlite3.DatabaseError, RuntimeError) as exc:
+            conn.close()
+            raise StoreError(f"{path}: {exc}") from exc
+    finally:
+        os.umask(old_umask)
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.chmod(f"{path}{suffix}", 0o600)
+        except FileNotFoundError:
+            pass
+    return conn

@@ -1,0 +1,340 @@
+"""Store part: users, access keys, groups, roles and tags.
+
+Every method raises the AWS error the IAM API would (``iam_errors``); checks and
+writes share one ``_tx`` so they hold across processes. Mutations that can revoke
+live sessions (deleting a user or role, changing or deleting a key) bump the
+revocation epoch in the same transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sts_backend import iam_errors as err
+from sts_backend import ids
+from sts_backend.iam_records import Group, KeyLastUsed
+from sts_backend.records import AccessKey, Role, User
+from sts_backend.store_core import StoreCore, from_ts
+
+_ENTITY_TABLES = {"user": ("users", "user_id"), "group": ("groups", "group_id"), "role": ("roles", "role_id")}
+_USER_COLS = "name, user_id, arn, path, created"
+_ROLE_COLS = "name, role_id, arn, path, trust_policy, max_session_duration, description, created"
+_KEY_COLS = "k.access_key_id, u.name, k.secret, k.status, k.created"
+
+
+def user_from_row(row: sqlite3.Row) -> User:
+    return User(user_name=row[0], user_id=row[1], arn=row[2], path=row[3], create_date=from_ts(row[4]))
+
+
+def role_from_row(row: sqlite3.Row) -> Role:
+    return Role(role_name=row[0], role_id=row[1], arn=row[2], path=row[3], assume_role_policy=row[4],
+                max_session_duration=row[5], description=row[6], create_date=from_ts(row[7]))
+
+
+def key_from_row(row: sqlite3.Row) -> AccessKey:
+    return AccessKey(access_key_id=row[0], user_name=row[1], secret_access_key=row[2], status=row[3],
+                     create_date=from_ts(row[4]))
+
+
+def group_from_row(row: sqlite3.Row) -> Group:
+    return Group(group_name=row[0], group_id=row[1], arn=row[2], path=row[3], create_date=from_ts(row[4]))
+
+
+class StoreIam(StoreCore):
+    """Users, keys, groups, roles, tags."""
+
+    # ---- lookups shared with the other parts -------------------------------------------
+
+    def _entity(self, kind: str, name: str) -> tuple[str, str]:
+        """(unique id, stored name) of a user/group/role, or NoSuchEntity."""
+        table, id_col = _ENTITY_TABLES[kind]
+        row = self._one(f"SELECT {id_col}, name FROM {table} WHERE name = ?", (name,))
+        if row is None:
+            raise err.no_such_entity(kind, name)
+        return row[0], row[1]
+
+    def _check_quota(self, quota: str, used: int) -> None:
+        limit = self.quota(quota)
+        if used >= limit:
+            raise err.quota_exceeded(quota, limit)
+
+    # ---- users -------------------------------------------------------------------------
+
+    def create_user(self, name: str, path: str = "/", tags: list[tuple[str, str]] = ()) -> User:
+        """Create an IAM user (names unique case-insensitively)."""
+        with self._tx():
+            if self._one("SELECT 1 FROM users WHERE name = ?", (name,)):
+                raise err.entity_exists("user", name)
+            self._check_quota("UsersPerAccount", self._count("SELECT count(*) FROM users"))
+            user_id = ids.new_unique_id("user")
+            self._conn.execute("INSERT INTO users (user_id, name, path, arn, created) VALUES (?, ?, ?, ?, ?)",
+                               (user_id, name, path, ids.user_arn(self._account_id, name, path), self._now()))
+            self._put_tags("user", user_id, tags)
+        return self.get_user(name)
+
+    def get_user(self, name: str) -> User:
+        """The user ``name``, or NoSuchEntity."""
+        row = self._one(f"SELECT {_USER_COLS} FROM users WHERE name = ?", (name,))
+        if row is None:
+            raise err.no_such_entity("user", name)
+        return user_from_row(row)
+
+    def list_users(self, path_prefix: str = "/") -> list[User]:
+        """Users whose path starts with ``path_prefix``, by name."""
+        rows = self._all(f"SELECT {_USER_COLS} FROM users WHERE substr(path, 1, length(?)) = ? "
+                         "ORDER BY name COLLATE NOCASE", (path_prefix, path_prefix))
+        return [user_from_row(r) for r in rows]
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user that has nothing left attached (else DeleteConflict)."""
+        with self._tx():
+            user_id, _ = self._entity("user", name)
+            checks = (
+                ("SELECT count(*) FROM access_keys WHERE user_id = ?", "delete access keys"),
+                ("SELECT count(*) FROM mfa_devices WHERE user_id = ?", "delete MFA device"),
+                ("SELECT count(*) FROM inline_policies WHERE kind = 'user' AND owner_id = ?", "delete policies"),
+                ("SELECT count(*) FROM policy_attachments WHERE kind = 'user' AND owner_id = ?",
+                 "detach all policies"),
+                ("SELECT count(*) FROM group_members WHERE user_id = ?", "remove users from group"),
+            )
+            for sql, what in checks:
+                if self._count(sql, (user_id,)):
+                    raise err.delete_conflict(what)
+            self._conn.execute("DELETE FROM tags WHERE kind = 'user' AND owner_id = ?", (user_id,))
+            self._conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
+            self._bump_epoch()
+
+    # ---- access keys -------------------------------------------------------------------
+
+    def create_access_key(self, user_name: str) -> AccessKey:
+        """A new Active key for the user; at most ``AccessKeysPerUser`` (2), any status."""
+        with self._tx():
+            user_id, stored = self._entity("user", user_name)
+            self._check_quota("AccessKeysPerUser",
+                              self._count("SELECT count(*) FROM access_keys WHERE user_id = ?", (user_id,)))
+            key = AccessKey(access_key_id=ids.new_access_key_id(), user_name=stored,
+                            secret_access_key=ids.new_secret_access_key(), status="Active",
+                            create_date=self._clock.now())
+            self._conn.execute(
+                "INSERT INTO access_keys (access_key_id, user_id, secret, status, created) VALUES (?, ?, ?, ?, ?)",
+                (key.access_key_id, user_id, key.secret_access_key, key.status, self._now()))
+        return key
+
+    def access_keys_of(self, user_name: str) -> list[AccessKey]:
+        """The user's keys, oldest first."""
+        user_id, _ = self._entity("user", user_name)
+        rows = self._all(f"SELECT {_KEY_COLS} FROM access_keys k JOIN users u USING (user_id) "
+                         "WHERE k.user_id = ? ORDER BY k.created, k.rowid", (user_id,))
+        return [key_from_row(r) for r in rows]
+
+    def _owned_key(self, user_name: str, access_key_id: str) -> str:
+        user_id, _ = self._entity("user", user_name)
+        if not self._one("SELECT 1 FROM access_keys WHERE access_key_id = ? AND user_id = ?",
+                         (access_key_id, user_id)):
+            raise err.no_such_access_key(access_key_id)
+        return user_id
+
+    def update_access_key(self, user_name: str, access_key_id: str, status: str) -> None:
+        """Set a key's status; any change bumps the revocation epoch."""
+        with self._tx():
+            self._owned_key(user_name, access_key_id)
+            cur = self._conn.execute("UPDATE access_keys SET status = ? WHERE access_key_id = ? AND status != ?",
+                                     (status, access_key_id, status))
+            if cur.rowcount:
+                self._bump_epoch()
+
+    def delete_access_key(self, user_name: str, access_key_id: str) -> None:
+        """Delete a key of the user (sessions minted with it are revoked)."""
+        with self._tx():
+            self._owned_key(user_name, access_key_id)
+            self._conn.execute("DELETE FROM access_keys WHERE access_key_id = ?", (access_key_id,))
+            self._bump_epoch()
+
+    def key_last_used(self, access_key_id: str) -> KeyLastUsed:
+        """When, where and for what service a key was last used (flushes buffered uses)."""
+        self.flush_key_use()
+        row = self._one("SELECT k.access_key_id, u.name, k.last_used, k.last_service, k.last_region "
+                        "FROM access_keys k JOIN users u USING (user_id) WHERE k.access_key_id = ?",
+                        (access_key_id,))
+        if row is None:
+            raise err.no_such_access_key(access_key_id)
+        return KeyLastUsed(row[0], row[1], from_ts(row[2]), row[3], row[4])
+
+    def flush_key_use(self) -> None:  # overridden by Store
+        """Write buffered key-use records (see ``Store.record_key_use``)."""
+
+    # ---- groups ------------------------------------------------------------------------
+
+    def create_group(self, name: str, path: str = "/") -> Group:
+        """Create a group (names unique case-insensitively)."""
+        with self._tx():
+            if self._one("SELECT 1 FROM groups WHERE name = ?", (name,)):
+                raise err.entity_exists("group", name)
+            self._check_quota("GroupsPerAccount", self._count("SELECT count(*) FROM groups"))
+            self._conn.execute("INSERT INTO groups (group_id, name, path, arn, created) VALUES (?, ?, ?, ?, ?)",
+                               (ids.new_unique_id("group"), name, path,
+                                ids.group_arn(self._account_id, name, path), self._now()))
+        return self.get_group(name)
+
+    def get_group(self, name: str) -> Group:
+        """The group ``name``, or NoSuchEntity."""
+        row = self._one("SELECT name, group_id, arn, path, created FROM groups WHERE name = ?", (name,))
+        if row is None:
+            raise err.no_such_entity("group", name)
+        return group_from_row(row)
+
+    def list_groups(self, path_prefix: str = "/") -> list[Group]:
+        """Groups whose path starts with ``path_prefix``, by name."""
+        rows = self._all("SELECT name, group_id, arn, path, created FROM groups "
+                         "WHERE substr(path, 1, length(?)) = ? ORDER BY name COLLATE NOCASE",
+                         (path_prefix, path_prefix))
+        return [group_from_row(r) for r in rows]
+
+    def delete_group(self, name: str) -> None:
+        """Delete an empty group with no policies (else DeleteConflict)."""
+        with self._tx():
+            group_id, _ = self._entity("group", name)
+            checks = (
+                ("SELECT count(*) FROM group_members WHERE group_id = ?", "remove users from group"),
+                ("SELECT count(*) FROM inline_policies WHERE kind = 'group' AND owner_id = ?", "delete policies"),
+                ("SELECT count(*) FROM policy_attachments WHERE kind = 'group' AND owner_id = ?",
+                 "detach all policies"),
+            )
+            for sql, what in checks:
+                if self._count(sql, (group_id,)):
+                    raise err.delete_conflict(what)
+            self._conn.execute("DELETE FROM groups WHERE group_id = ?", (group_id,))
+
+    def add_user_to_group(self, group_name: str, user_name: str) -> None:
+        """Add a user to a group (idempotent); at most ``GroupsPerUser`` (10) groups."""
+        with self._tx():
+            group_id, _ = self._entity("group", group_name)
+            user_id, _ = self._entity("user", user_name)
+            if self._one("SELECT 1 FROM group_members WHERE group_id = ? AND user_id = ?", (group_id, user_id)):
+                return
+            self._check_quota("GroupsPerUser",
+                              self._count("SELECT count(*) FROM group_members WHERE user_id = ?", (user_id,)))
+            self._conn.execute("INSERT INTO group_members (group_id, user_id) VALUES (?, ?)", (group_id, user_id))
+
+    def remove_user_from_group(self, group_name: str, user_name: str) -> None:
+        """Remove a member; NoSuchEntity when the user is not in the group."""
+        with self._tx():
+            group_id, _ = self._entity("group", group_name)
+            user_id, _ = self._entity("user", user_name)
+            cur = self._conn.execute("DELETE FROM group_members WHERE group_id = ? AND user_id = ?",
+                                     (group_id, user_id))
+            if not cur.rowcount:
+                raise err.no_such_entity("user", user_name)
+
+    def groups_of_user(self, user_name: str) -> list[Group]:
+        """The groups the user belongs to, by name."""
+        user_id, _ = self._entity("user", user_name)
+        rows = self._all("SELECT g.name, g.group_id, g.arn, g.path, g.created FROM groups g "
+                         "JOIN group_members m USING (group_id) WHERE m.user_id = ? ORDER BY g.name COLLATE NOCASE",
+                         (user_id,))
+        return [group_from_row(r) for r in rows]
+
+    def members_of_group(self, group_name: str) -> list[User]:
+        """The group's users, by name."""
+        group_id, _ = self._entity("group", group_name)
+        rows = self._all("SELECT u.name, u.user_id, u.arn, u.path, u.created FROM users u "
+                         "JOIN group_members m USING (user_id) WHERE m.group_id = ? ORDER BY u.name COLLATE NOCASE",
+                         (group_id,))
+        return [user_from_row(r) for r in rows]
+
+    # ---- roles -------------------------------------------------------------------------
+
+    def create_role(self, name: str, trust_policy: str, path: str = "/", max_session_duration: int = 3600,
+                    description: str = "", tags: list[tuple[str, str]] = ()) -> Role:
+        """Create a role; at most ``RolesPerAccount`` (250 by default) roles."""
+        with self._tx():
+            if self._one("SELECT 1 FROM roles WHERE name = ?", (name,)):
+                raise err.entity_exists("role", name)
+            self._check_quota("RolesPerAccount", self._count("SELECT count(*) FROM roles"))
+            role_id = ids.new_unique_id("role")
+            self._conn.execute(
+                "INSERT INTO roles (role_id, name, path, arn, trust_policy, max_session_duration, description, "
+                "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (role_id, name, path, ids.role_arn(self._account_id, name, path), trust_policy,
+                 max_session_duration, description, self._now()))
+            self._put_tags("role", role_id, tags)
+        return self.get_role(name)
+
+    def get_role(self, name: str) -> Role:
+        """The role ``name``, or NoSuchEntity."""
+        row = self._one(f"SELECT {_ROLE_COLS} FROM roles WHERE name = ?", (name,))
+        if row is None:
+            raise err.no_such_entity("role", name)
+        return role_from_row(row)
+
+    def list_roles(self, path_prefix: str = "/") -> list[Role]:
+        """Roles whose path starts with ``path_prefix``, by name."""
+        rows = self._all(f"SELECT {_ROLE_COLS} FROM roles WHERE substr(path, 1, length(?)) = ? "
+                         "ORDER BY name COLLATE NOCASE", (path_prefix, path_prefix))
+        return [role_from_row(r) for r in rows]
+
+    def update_role(self, name: str, description: str | None = None,
+                    max_session_duration: int | None = None) -> Role:
+        """Change a role's description and/or maximum session duration."""
+        with self._tx():
+            role_id, _ = self._entity("role", name)
+            if description is not None:
+                self._conn.execute("UPDATE roles SET description = ? WHERE role_id = ?", (description, role_id))
+            if max_session_duration is not None:
+                self._conn.execute("UPDATE roles SET max_session_duration = ? WHERE role_id = ?",
+                                   (max_session_duration, role_id))
+        return self.get_role(name)
+
+    def update_trust_policy(self, name: str, document: str) -> None:
+        """Replace a role's trust (assume-role) policy."""
+        with self._tx():
+            role_id, _ = self._entity("role", name)
+            self._conn.execute("UPDATE roles SET trust_policy = ? WHERE role_id = ?", (document, role_id))
+
+    def delete_role(self, name: str) -> None:
+        """Delete a role with no policies left (else DeleteConflict); revokes its sessions."""
+        with self._tx():
+            role_id, _ = self._entity("role", name)
+            if self._count("SELECT count(*) FROM inline_policies WHERE kind = 'role' AND owner_id = ?", (role_id,)):
+                raise err.delete_conflict("delete policies")
+            if self._count("SELECT count(*) FROM policy_attachments WHERE kind = 'role' AND owner_id = ?",
+                           (role_id,)):
+                raise err.delete_conflict("detach all policies")
+            self._conn.execute("DELETE FROM tags WHERE kind = 'role' AND owner_id = ?", (role_id,))
+            self._conn.execute("DELETE FROM roles WHERE role_id = ?", (role_id,))
+            self._bump_epoch()
+
+    # ---- tags --------------------------------------------------------------------------
+
+    def _put_tags(self, kind: str, owner_id: str, tags: list[tuple[str, str]]) -> None:
+        """Upsert tags (keys case-insensitive; a new value and spelling replace the old)."""
+        seq = self._count("SELECT coalesce(max(seq), 0) FROM tags WHERE kind = ? AND owner_id = ?", (kind, owner_id))
+        for key, value in tags:
+            seq += 1
+            self._conn.execute(
+                "INSERT INTO tags (kind, owner_id, key, value, seq) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (kind, owner_id, key) DO UPDATE SET key = excluded.key, value = excluded.value",
+                (kind, owner_id, key, value, seq))
+        limit = self.quota("TagsPerEntity")
+        if self._count("SELECT count(*) FROM tags WHERE kind = ? AND owner_id = ?", (kind, owner_id)) > limit:
+            # UNVERIFIED wording; AWS's form for count quotas.
+            raise err.quota_exceeded("TagsPerUser" if kind == "user" else "TagsPerRole", limit)
+
+    def tag(self, kind: str, name: str, tags: list[tuple[str, str]]) -> None:
+        """Add or overwrite tags on a user or role (at most 50 in all)."""
+        with self._tx():
+            owner_id, _ = self._entity(kind, name)
+            self._put_tags(kind, owner_id, tags)
+
+    def untag(self, kind: str, name: str, keys: list[str]) -> None:
+        """Remove tags by key (case-insensitive); unknown keys are ignored."""
+        with self._tx():
+            owner_id, _ = self._entity(kind, name)
+            self._conn.executemany("DELETE FROM tags WHERE kind = ? AND owner_id = ? AND key = ?",
+                                   [(kind, owner_id, k) for k in keys])
+
+    def tags_of(self, kind: str, name: str) -> list[tuple[str, str]]:
+        """A user's or role's tags, in the order they were first set."""
+        owner_id, _ = self._entity(kind, name)
+        return [(r[0], r[1]) for r in self._all(
+            "SELECT key, value FROM tags WHERE kind = ? AND owner_id = ? ORDER BY seq", (kind, owner_id))]

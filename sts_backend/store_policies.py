@@ -1,0 +1,244 @@
+"""Store part: inline policies, managed policies and their versions, attachments.
+
+Sizes are counted by the caller (``sts_backend.policy.policy_size``: characters
+other than whitespace) and stored with each inline policy, so the aggregate
+per-entity limit (user 2,048, group 5,120, role 10,240) is checked inside the
+write transaction. Version ids are ``v1``, ``v2``, … and never reused.
+"""
+
+from __future__ import annotations
+
+from sts_backend import iam_errors as err
+from sts_backend import ids
+from sts_backend.iam_records import AttachedPolicy, ManagedPolicy, PolicyVersion
+from sts_backend.store_core import from_ts
+from sts_backend.store_iam import StoreIam
+
+_SIZE_QUOTAS = {"user": "UserPolicySize", "group": "GroupPolicySize", "role": "RolePolicySize"}
+_ATTACH_QUOTAS = {"user": "PoliciesPerUser", "group": "PoliciesPerGroup", "role": "PoliciesPerRole"}
+_POLICY_COLS = ("p.name, p.policy_id, p.arn, p.path, p.description, p.created, p.updated, p.default_version, "
+                "(SELECT count(*) FROM policy_attachments a WHERE a.policy_id = p.policy_id)")
+
+# Every policy document granting to a user (own inline + attached + those of its groups)
+# or a role; managed policies contribute their default version.
+_USER_POLICIES = """
+SELECT document FROM inline_policies WHERE kind = 'user' AND owner_id = :id
+UNION ALL
+SELECT v.document FROM policy_attachments a JOIN policies p USING (policy_id)
+  JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version
+  WHERE a.kind = 'user' AND a.owner_id = :id
+UNION ALL
+SELECT i.document FROM group_members m JOIN inline_policies i ON i.kind = 'group' AND i.owner_id = m.group_id
+  WHERE m.user_id = :id
+UNION ALL
+SELECT v.document FROM group_members m
+  JOIN policy_attachments a ON a.kind = 'group' AND a.owner_id = m.group_id
+  JOIN policies p ON p.policy_id = a.policy_id
+  JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version
+  WHERE m.user_id = :id
+"""
+_ROLE_POLICIES = """
+SELECT document FROM inline_policies WHERE kind = 'role' AND owner_id = :id
+UNION ALL
+SELECT v.document FROM policy_attachments a JOIN policies p USING (policy_id)
+  JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version
+  WHERE a.kind = 'role' AND a.owner_id = :id
+"""
+
+
+def policy_from_row(row) -> ManagedPolicy:
+    return ManagedPolicy(policy_name=row[0], policy_id=row[1], arn=row[2], path=row[3], description=row[4],
+                         create_date=from_ts(row[5]), update_date=from_ts(row[6]),
+                         default_version_id=f"v{row[7]}", attachment_count=row[8])
+
+
+def _version_number(version_id: str) -> int | None:
+    if version_id[:1] in ("v", "V") and version_id[1:].isdigit():
+        return int(version_id[1:])
+    return None
+
+
+class StorePolicies(StoreIam):
+    """Inline and managed policies."""
+
+    # ---- inline ------------------------------------------------------------------------
+
+    def put_inline_policy(self, kind: str, entity: str, policy_name: str, document: str, size: int) -> None:
+        """Create or replace an inline policy; the entity's total size must stay in its quota."""
+        with self._tx():
+            owner_id, stored = self._entity(kind, entity)
+            others = self._count("SELECT coalesce(sum(size), 0) FROM inline_policies "
+                                 "WHERE kind = ? AND owner_id = ? AND name != ?", (kind, owner_id, policy_name))
+            limit = self.quota(_SIZE_QUOTAS[kind])
+            if others + size > limit:
+                raise err.inline_size_exceeded(kind, stored, limit)
+            self._conn.execute(
+                "INSERT INTO inline_policies (kind, owner_id, name, document, size) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (kind, owner_id, name) DO UPDATE SET document = excluded.document, size = excluded.size",
+                (kind, owner_id, policy_name, document, size))
+
+    def get_inline_policy(self, kind: str, entity: str, policy_name: str) -> tuple[str, str]:
+        """(stored entity name, document) of an inline policy, or NoSuchEntity."""
+        owner_id, stored = self._entity(kind, entity)
+        row = self._one("SELECT document FROM inline_policies WHERE kind = ? AND owner_id = ? AND name = ?",
+                        (kind, owner_id, policy_name))
+        if row is None:
+            raise err.no_such_inline_policy(kind, policy_name)
+        return stored, row[0]
+
+    def delete_inline_policy(self, kind: str, entity: str, policy_name: str) -> None:
+        """Delete an inline policy, or NoSuchEntity."""
+        with self._tx():
+            owner_id, _ = self._entity(kind, entity)
+            cur = self._conn.execute("DELETE FROM inline_policies WHERE kind = ? AND owner_id = ? AND name = ?",
+                                     (kind, owner_id, policy_name))
+            if not cur.rowcount:
+                raise err.no_such_inline_policy(kind, policy_name)
+
+    def inline_policy_names(self, kind: str, entity: str) -> list[str]:
+        """Names of the entity's inline policies, sorted."""
+        owner_id, _ = self._entity(kind, entity)
+        return [r[0] for r in self._all("SELECT name FROM inline_policies WHERE kind = ? AND owner_id = ? "
+                                        "ORDER BY name", (kind, owner_id))]
+
+    # ---- managed -----------------------------------------------------------------------
+
+    def create_policy(self, name: str, document: str, path: str = "/", description: str = "") -> ManagedPolicy:
+        """Create a customer managed policy with version v1 as default."""
+        with self._tx():
+            if self._one("SELECT 1 FROM policies WHERE name = ?", (name,)):
+                raise err.policy_exists(name)
+            self._check_quota("PoliciesPerAccount", self._count("SELECT count(*) FROM policies"))
+            policy_id, now, arn = ids.new_unique_id("policy"), self._now(), ids.policy_arn(self._account_id, name, path)
+            self._conn.execute(
+                "INSERT INTO policies (policy_id, name, path, arn, description, created, updated, default_version, "
+                "next_version) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 2)", (policy_id, name, path, arn, description, now, now))
+            self._conn.execute("INSERT INTO policy_versions (policy_id, version, document, created) "
+                               "VALUES (?, 1, ?, ?)", (policy_id, document, now))
+        return self.get_policy(arn)
+
+    def _policy_id(self, arn: str) -> str:
+        row = self._one("SELECT policy_id FROM policies WHERE arn = ?", (arn,))
+        if row is None:
+            raise err.no_such_policy(arn)
+        return row[0]
+
+    def get_policy(self, arn: str) -> ManagedPolicy:
+        """The managed policy ``arn``, or NoSuchEntity."""
+        row = self._one(f"SELECT {_POLICY_COLS} FROM policies p WHERE p.arn = ?", (arn,))
+        if row is None:
+            raise err.no_such_policy(arn)
+        return policy_from_row(row)
+
+    def list_policies(self, path_prefix: str = "/", only_attached: bool = False) -> list[ManagedPolicy]:
+        """Customer managed policies under ``path_prefix`` (optionally only attached ones), by name."""
+        rows = self._all(f"SELECT {_POLICY_COLS} FROM policies p WHERE substr(p.path, 1, length(?)) = ? "
+                         "ORDER BY p.name COLLATE NOCASE", (path_prefix, path_prefix))
+        policies = [policy_from_row(r) for r in rows]
+        return [p for p in policies if p.attachment_count] if only_attached else policies
+
+    def delete_policy(self, arn: str) -> None:
+        """Delete a managed policy that is detached and has only its default version."""
+        with self._tx():
+            policy_id = self._policy_id(arn)
+            if self._count("SELECT count(*) FROM policy_attachments WHERE policy_id = ?", (policy_id,)):
+                raise err.policy_attached()
+            if self._count("SELECT count(*) FROM policy_versions WHERE policy_id = ?", (policy_id,)) > 1:
+                raise err.policy_has_versions()
+            self._conn.execute("DELETE FROM policies WHERE policy_id = ?", (policy_id,))
+
+    def create_policy_version(self, arn: str, document: str, set_as_default: bool = False) -> PolicyVersion:
+        """Add a version (at most ``VersionsPerPolicy``, 5), optionally as the default."""
+        with self._tx():
+            policy_id = self._policy_id(arn)
+            limit = self.quota("VersionsPerPolicy")
+            if self._count("SELECT count(*) FROM policy_versions WHERE policy_id = ?", (policy_id,)) >= limit:
+                raise err.too_many_versions(limit)
+            number = self._count("SELECT next_version FROM policies WHERE policy_id = ?", (policy_id,))
+            now = self._now()
+            self._conn.execute("INSERT INTO policy_versions (policy_id, version, document, created) "
+                               "VALUES (?, ?, ?, ?)", (policy_id, number, document, now))
+            default = "?" if set_as_default else "default_version"
+            args = (number, now, policy_id) if set_as_default else (now, policy_id)
+            self._conn.execute(f"UPDATE policies SET next_version = next_version + 1, default_version = {default}, "
+                               "updated = ? WHERE policy_id = ?", args)
+        return self.get_policy_version(arn, f"v{number}")
+
+    def get_policy_version(self, arn: str, version_id: str) -> PolicyVersion:
+        """One version of a managed policy, or NoSuchEntity."""
+        policy_id = self._policy_id(arn)
+        number = _version_number(version_id)
+        row = None if number is None else self._one(
+            "SELECT v.version, v.document, v.version = p.default_version, v.created FROM policy_versions v "
+            "JOIN policies p USING (policy_id) WHERE v.policy_id = ? AND v.version = ?", (policy_id, number))
+        if row is None:
+            raise err.no_such_policy_version(arn, version_id)
+        return PolicyVersion(f"v{row[0]}", row[1], bool(row[2]), from_ts(row[3]))
+
+    def policy_versions(self, arn: str) -> list[PolicyVersion]:
+        """Every version of a managed policy, newest first."""
+        policy_id = self._policy_id(arn)
+        rows = self._all("SELECT v.version, v.document, v.version = p.default_version, v.created "
+                         "FROM policy_versions v JOIN policies p USING (policy_id) WHERE v.policy_id = ? "
+                         "ORDER BY v.version DESC", (policy_id,))
+        return [PolicyVersion(f"v{r[0]}", r[1], bool(r[2]), from_ts(r[3])) for r in rows]
+
+    def delete_policy_version(self, arn: str, version_id: str) -> None:
+        """Delete a non-default version."""
+        with self._tx():
+            version = self.get_policy_version(arn, version_id)
+            if version.is_default:
+                raise err.default_version_delete()
+            self._conn.execute("DELETE FROM policy_versions WHERE policy_id = ? AND version = ?",
+                               (self._policy_id(arn), _version_number(version_id)))
+
+    def set_default_policy_version(self, arn: str, version_id: str) -> None:
+        """Make ``version_id`` the version that grants."""
+        with self._tx():
+            self.get_policy_version(arn, version_id)
+            self._conn.execute("UPDATE policies SET default_version = ?, updated = ? WHERE arn = ?",
+                               (_version_number(version_id), self._now(), arn))
+
+    # ---- attachments -------------------------------------------------------------------
+
+    def attach_policy(self, kind: str, entity: str, arn: str) -> None:
+        """Attach a managed policy (idempotent); at most 10 per user, group or role."""
+        with self._tx():
+            owner_id, _ = self._entity(kind, entity)
+            row = self._one("SELECT policy_id FROM policies WHERE arn = ?", (arn,))
+            if row is None:
+                raise err.policy_not_attachable(arn)
+            if self._one("SELECT 1 FROM policy_attachments WHERE kind = ? AND owner_id = ? AND policy_id = ?",
+                         (kind, owner_id, row[0])):
+                return
+            self._check_quota(_ATTACH_QUOTAS[kind], self._count(
+                "SELECT count(*) FROM policy_attachments WHERE kind = ? AND owner_id = ?", (kind, owner_id)))
+            self._conn.execute("INSERT INTO policy_attachments (kind, owner_id, policy_id, attached) "
+                               "VALUES (?, ?, ?, ?)", (kind, owner_id, row[0], self._now()))
+
+    def detach_policy(self, kind: str, entity: str, arn: str) -> None:
+        """Detach a managed policy; NoSuchEntity when it is not attached."""
+        with self._tx():
+            owner_id, _ = self._entity(kind, entity)
+            cur = self._conn.execute(
+                "DELETE FROM policy_attachments WHERE kind = ? AND owner_id = ? AND policy_id = "
+                "(SELECT policy_id FROM policies WHERE arn = ?)", (kind, owner_id, arn))
+            if not cur.rowcount:
+                raise err.no_such_policy(arn)
+
+    def attached_policies(self, kind: str, entity: str, path_prefix: str = "/") -> list[AttachedPolicy]:
+        """The managed policies attached to an entity, by name."""
+        owner_id, _ = self._entity(kind, entity)
+        rows = self._all("SELECT p.name, p.arn FROM policy_attachments a JOIN policies p USING (policy_id) "
+                         "WHERE a.kind = ? AND a.owner_id = ? AND substr(p.path, 1, length(?)) = ? "
+                         "ORDER BY p.name COLLATE NOCASE", (kind, owner_id, path_prefix, path_prefix))
+        return [AttachedPolicy(r[0], r[1]) for r in rows]
+
+    def identity_policies(self, kind: str, name: str) -> list[str]:
+        """Policy documents granting to a user (incl. its groups) or role; [] if it is gone."""
+        table, id_col = ("users", "user_id") if kind == "user" else ("roles", "role_id")
+        row = self._one(f"SELECT {id_col} FROM {table} WHERE name = ?", (name,))
+        if row is None:
+            return []
+        sql = _USER_POLICIES if kind == "user" else _ROLE_POLICIES
+        return [r[0] for r in self._conn.execute(sql, {"id": row[0]})]

@@ -1,0 +1,191 @@
+"""The backend database's schema, as an ordered list of migrations.
+
+``PRAGMA user_version`` holds how many of ``MIGRATIONS`` have been applied.
+``migrate`` applies the missing ones, each in its own ``BEGIN IMMEDIATE``
+transaction together with the bump of ``user_version``, so a crash leaves the
+database at a whole version and two processes opening it at once serialise.
+Append new migrations; never edit one that has shipped.
+
+Conventions: names of users, groups, roles, managed policies and tag keys are
+unique case-insensitively (``COLLATE NOCASE``), as IAM's are; rows reference
+entities by their unique id (``AIDA…``/``AROA…``/``AGPA…``/``ANPA…``), so a
+deleted-and-recreated name is a different entity. Timestamps are ISO-8601 UTC
+text with microseconds. Inline policies, attachments and tags of users, groups
+and roles share tables keyed by ``(kind, owner_id)``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+_V1 = """
+CREATE TABLE account (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    account_id TEXT NOT NULL CHECK (length(account_id) = 12),
+    created TEXT NOT NULL,
+    revocation_epoch INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE account_aliases (
+    alias TEXT PRIMARY KEY COLLATE NOCASE
+);
+CREATE TABLE users (
+    user_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    path TEXT NOT NULL,
+    arn TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (user_id),
+    secret TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('Active', 'Inactive', 'Expired')),
+    created TEXT NOT NULL,
+    last_used TEXT,
+    last_service TEXT,
+    last_region TEXT
+);
+CREATE INDEX access_keys_by_user ON access_keys (user_id);
+CREATE TABLE groups (
+    group_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    path TEXT NOT NULL,
+    arn TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE group_members (
+    group_id TEXT NOT NULL REFERENCES groups (group_id),
+    user_id TEXT NOT NULL REFERENCES users (user_id),
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX group_members_by_user ON group_members (user_id);
+CREATE TABLE roles (
+    role_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    path TEXT NOT NULL,
+    arn TEXT NOT NULL,
+    trust_policy TEXT NOT NULL,
+    max_session_duration INTEGER NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL,
+    last_used TEXT,
+    last_used_region TEXT
+);
+CREATE TABLE inline_policies (
+    kind TEXT NOT NULL CHECK (kind IN ('user', 'group', 'role')),
+    owner_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (kind, owner_id, name)
+);
+CREATE TABLE policies (
+    policy_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    path TEXT NOT NULL,
+    arn TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    default_version INTEGER NOT NULL,
+    next_version INTEGER NOT NULL
+);
+CREATE TABLE policy_versions (
+    policy_id TEXT NOT NULL REFERENCES policies (policy_id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (policy_id, version)
+);
+CREATE TABLE policy_attachments (
+    kind TEXT NOT NULL CHECK (kind IN ('user', 'group', 'role')),
+    owner_id TEXT NOT NULL,
+    policy_id TEXT NOT NULL REFERENCES policies (policy_id),
+    attached TEXT NOT NULL,
+    PRIMARY KEY (kind, owner_id, policy_id)
+);
+CREATE INDEX policy_attachments_by_policy ON policy_attachments (policy_id);
+CREATE TABLE tags (
+    kind TEXT NOT NULL CHECK (kind IN ('user', 'role')),
+    owner_id TEXT NOT NULL,
+    key TEXT NOT NULL COLLATE NOCASE,
+    value TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (kind, owner_id, key)
+);
+CREATE TABLE mfa_devices (
+    serial TEXT PRIMARY KEY COLLATE NOCASE,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    seed TEXT NOT NULL,
+    user_id TEXT REFERENCES users (user_id),
+    enable_date TEXT,
+    last_timecode INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL
+);
+CREATE INDEX mfa_devices_by_user ON mfa_devices (user_id);
+CREATE TABLE token_keys (
+    key_id INTEGER PRIMARY KEY,
+    key BLOB NOT NULL CHECK (length(key) = 32),
+    created TEXT NOT NULL
+);
+CREATE TABLE revocations (
+    kind TEXT NOT NULL CHECK (kind IN ('role', 'user')),
+    name TEXT NOT NULL COLLATE NOCASE,
+    revoked_before TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The number of migrations applied to ``conn``'s database."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration ``conn`` lacks; idempotent. Returns the final version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Each step runs
+    in ``BEGIN IMMEDIATE`` and re-reads ``user_version`` inside the transaction, so
+    two processes migrating at once apply each step exactly once.
+
+    Raises:
+        RuntimeError: the database is newer than this code (a downgrade).
+    """
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = schema_version(conn)
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"database schema version {version} is newer than this rolecall ({SCHEMA_VERSION})")
+            if version == SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                return version
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would COMMIT on its own)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

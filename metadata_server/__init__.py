@@ -1,1 +1,31 @@
-"""The IMDS and container-credentials handlers."""
+"""The IMDS and container-credentials handlers, served by the layer in ``wire``.
+
+The metadata server knows nothing of the agent: it serves whatever a
+``CredentialHolder`` hands it. Handlers are pure (``HttpRequest`` ->
+``HttpResponse``); ``serve_metadata``/``serve_container`` put them on listeners.
+"""
+
+from metadata_server.config import ContainerConfig, MetadataConfig
+from metadata_server.container import ContainerHandler, new_container_token, write_token_file
+from metadata_server.credentials import CredentialHolder, RoleCredentials, SimpleHolder
+from metadata_server.imds import ImdsHandler
+from metadata_server.peers import PeerPolicy
+from metadata_server.server import container_uri, serve_container, serve_metadata
+from metadata_server.tokens import TokenSealer
+
+__all__ = [
+    "ContainerConfig",
+    "ContainerHandler",
+    "CredentialHolder",
+    "ImdsHandler",
+    "MetadataConfig",
+    "PeerPolicy",
+    "RoleCredentials",
+    "SimpleHolder",
+    "TokenSealer",
+    "container_uri",
+    "new_container_token",
+    "serve_container",
+    "serve_metadata",
+    "write_token_file",
+]

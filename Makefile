@@ -40,6 +40,7 @@ endef
 
 test: venv node
 	$(call need_deb,zbarimg,zbar-tools)
+	$(call need_deb,ec2-metadata,amazon-ec2-utils)
 	$(call need_deb,systemd-analyze,systemd)
 	$(PY) -m pytest
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import boto3
 
+BENCHMARK = "included backend vs moto_server: AssumeRole calls/s with ../shared/bench/sts_load.py"
+
 REPO = Path(__file__).resolve().parents[1]
 LOAD = REPO.parent / "shared" / "bench" / "sts_load.py"
 ACCOUNT = "123456789012"

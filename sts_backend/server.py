@@ -74,40 +74,6 @@ def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return context
 
 
-class _TlsStream(trio.abc.Stream):
-    """An ``SSLStream`` that also shows its socket, so the serving layer sees the peer."""
-
-    def __init__(self, stream: trio.SSLStream) -> None:
-        self._stream = stream
-        self.socket = stream.transport_stream.socket
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return await self._stream.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-class _TlsListener(trio.abc.Listener[trio.abc.Stream]):
-    """Accepts TCP connections and hands them over as TLS streams (handshake on first read)."""
-
-    def __init__(self, listener: trio.SocketListener, context: ssl.SSLContext) -> None:
-        self._inner = trio.SSLListener(listener, context, https_compatible=True)
-        self.socket = listener.socket
-
-    async def accept(self) -> trio.abc.Stream:
-        return _TlsStream(await self._inner.accept())
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
 async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl.SSLContext | None = None,
                 stop: trio.Event | None = None, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``handler`` on ``addresses`` until SIGTERM/SIGINT (or ``stop`` is set).
@@ -121,7 +87,8 @@ async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl
     scheme = "https" if ssl_context is not None else "http"
     urls = [f"{scheme}://{format_address(listener.socket.getsockname())}" for listener in listeners]
     if ssl_context is not None:
-        listeners = [_TlsListener(listener, ssl_context) for listener in listeners]
+        # Handshake on first read; the serving layer finds the socket under the TLS stream.
+        listeners = [trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in listeners]
     server = Server(handler, limits=LIMITS, shutdown_grace=10.0)
     # Signals are caught before "listening on" is logged, so a prompt SIGTERM still ends gracefully.
     watch = trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) if stop is None else contextlib.nullcontext()

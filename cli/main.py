@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 # Commands of the public contract (design.md) whose components do not exist yet.
 # They refuse with exit 1 rather than pretend; each moves to its own module when built.
 _NOT_YET = {
-    "up": "the embedded default (backend + agent + metadata server) is not built yet",
-    "agent": "the host agent is not built yet",
     "credential-process": "the credential_process helper is not built yet",
     "keys": "the keyring store is not built yet",
     "mfa": "the MFA session helper is not built yet",
@@ -44,9 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=f"(not available yet: {reason})")
         sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         sub.set_defaults(run=_not_yet(reason))
-    from cli import backend  # each command group registers its own sub-parser
+    from cli import agent, backend, systemd, up  # each command group registers its own sub-parser
 
+    up.register(commands)
     backend.register(commands)
+    agent.register(commands)
+    systemd.register(commands)
     return parser
 
 

@@ -1,0 +1,311 @@
+"""The host daemon: one root nursery for rotation, the metadata server, the control socket.
+
+Theory of operation
+-------------------
+``run_agent(config)`` opens ONE nursery and starts, in this order:
+
+1. the metadata server on the sockets systemd passed (``LISTEN_FDS``) when there
+   are any, else on ``[metadata] listen``; one ``listening on http://H:P`` line
+   per bound address (the real port for ``:0``);
+2. the container endpoint when ``[container]`` is configured (its bearer token
+   written 0600 to ``token_file``);
+3. the control socket (``agent.control``);
+4. the rotator (``agent.rotator``), which fetches the first credentials at once
+   and then rotates; until it holds some, credential paths answer 503;
+5. a task that waits for the first credentials, then logs ``ready`` and sends
+   sd_notify ``READY=1``; the watchdog pinger; the STATUS updater; and the
+   signal watcher (SIGTERM/SIGINT: stop, SIGHUP: reload).
+
+``task_status.started(AgentHandle)`` comes once the listeners are bound, before
+the first credentials. Stopping (a signal or ``AgentHandle.stop()``) sends
+``STOPPING=1``, shuts the HTTP servers down gracefully (no new connections,
+requests in progress finish), then cancels the rest; ``run_agent`` returns.
+
+SIGHUP re-reads the file with ``load_config``. A bad file is one logged line and
+the running configuration stays. A good one is applied where it can be at run
+time — a new or re-read credential source, and ``[role]`` (used from the next
+refresh, which a new role ARN triggers at once) — and the log line names what
+needs a restart (``[sts]``, ``[metadata]``, ``[container]``, the control socket,
+``refresh_before_expiry_seconds``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import trio
+
+from agent.config import AgentConfig, load_config
+from agent.control import serve_control
+from agent.errors import AgentError
+from agent.rotator import Rotator
+from agent.sdnotify import Notifier
+from agent.sources import fetch_role_credentials, source_from_config
+from agent.sts_client import StsClient
+from metadata_server import ContainerHandler, ImdsHandler, RoleCredentials, SimpleHolder, write_token_file
+from metadata_server.server import METADATA_LIMITS
+from wire.clock import SystemClock, WallClock, iso_z
+from wire.listeners import inherited_listeners, open_tcp_listeners
+from wire.serve import Server
+
+__all__ = ["AgentHandle", "SHUTDOWN_GRACE", "run_agent", "status_document"]
+
+log = logging.getLogger("rolecall.agent")
+
+SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get to finish on SIGTERM
+STATUS_INTERVAL = 5.0  # seconds between STATUS= updates to systemd (only when changed)
+
+
+@dataclass
+class AgentHandle:
+    """What a running agent reports to whoever started it.
+
+    Attributes:
+        metadata: the metadata server's bound ``"H:P"`` addresses.
+        container: the container endpoint's bound addresses (empty when off).
+        control_socket: the control socket's path.
+        rotator: the rotation scheduler (``status()``, ``ready``, ``refresh_now()``).
+    """
+
+    metadata: list[str]
+    container: list[str]
+    control_socket: str
+    rotator: Rotator
+    _stop: trio.Event = field(repr=False)
+
+    @property
+    def ready(self) -> trio.Event:
+        """Set once the first credentials are held."""
+        return self.rotator.ready
+
+    def stop(self) -> None:
+        """Shut the agent down gracefully (as SIGTERM does)."""
+        self._stop.set()
+
+
+class _Fetcher:
+    """Turns the current ``[sts]``/``[source]``/``[role]`` into one ``fetch()`` for the rotator."""
+
+    def __init__(self, config: AgentConfig, wall_clock: WallClock, transport) -> None:
+        self.role, self.wall_clock = config.role, wall_clock
+        self.source = source_from_config(config.source)
+        self.served_arn = config.role.arn
+        self.client = StsClient(config.sts.endpoint_url, config.sts.region, clock=wall_clock,
+                                timeout=config.sts.timeout_seconds, transport=transport,
+                                verify=config.sts.ca_bundle or True, max_attempts=2)
+
+    async def fetch(self) -> RoleCredentials:
+        role = self.role
+        got = await fetch_role_credentials(self.client, self.source, role)
+        self.served_arn = role.arn
+        return got.to_role_credentials(self.wall_clock.now(), role.role_name, role.account_id)
+
+
+_RESTART_ONLY = (("sts", "[sts]"), ("metadata", "[metadata]"), ("container", "[container]"),
+                 ("control_socket", "[agent] control_socket"))
+
+
+def _reload(old: AgentConfig, fetcher: _Fetcher) -> AgentConfig | None:
+    """Apply what can change at run time from a re-read file; None when it is unusable."""
+    try:
+        new = load_config(old.path)
+        if new.source == old.source:
+            fetcher.source.reload()
+            source = fetcher.source
+        else:
+            source = source_from_config(new.source)
+    except AgentError as exc:
+        log.error("reload failed, the running configuration stays: %s", exc)
+        return None
+    restart = [label for name, label in _RESTART_ONLY if getattr(new, name) != getattr(old, name)]
+    if new.role.refresh_before_expiry_seconds != old.role.refresh_before_expiry_seconds:
+        restart.append("[role] refresh_before_expiry_seconds")
+    fetcher.source, fetcher.role = source, new.role
+    log.info("reloaded %s: credential source re-read, [role] used from the next refresh%s", old.path,
+             f"; needs a restart to change: {', '.join(restart)}" if restart else "")
+    return AgentConfig(old.path, old.sts, new.source, new.role, old.metadata, old.container, old.control_socket)
+
+
+def status_document(rotator: Rotator, role_arn: str | None = None) -> dict:
+    """The ``status`` answer of design.md: times as ``...Z``, never a secret."""
+    snapshot = rotator.status()
+
+    def when(value):
+        return iso_z(value) if value is not None else None
+
+    return {"ready": snapshot.ready, "role_arn": role_arn or snapshot.role_arn,
+            "access_key_id": snapshot.access_key_id, "expiration": when(snapshot.expiration),
+            "last_refresh": when(snapshot.last_refresh), "next_refresh": when(snapshot.next_refresh),
+            "last_error": snapshot.last_error}
+
+
+class _Agent:
+    """The running daemon's state; ``run`` is the root nursery."""
+
+    def __init__(self, config: AgentConfig, wall_clock: WallClock, transport, notifier: Notifier) -> None:
+        self.config, self.wall_clock, self.notifier = config, wall_clock, notifier
+        self.fetcher = _Fetcher(config, wall_clock, transport)
+        self.rotator = Rotator(self.fetcher.fetch, SimpleHolder(), wall_clock, role_arn=config.role.arn,
+                               refresh_before_expiry=config.role.refresh_before_expiry_seconds)
+        self.stop = trio.Event()
+        self.servers: list[tuple[Server, trio.Event]] = []
+
+    async def run(self, inherited, handle_signals: bool, task_status) -> None:
+        async with self.fetcher.client, trio.open_nursery() as nursery:
+            self.nursery = nursery
+            if handle_signals:
+                await nursery.start(self._signals)
+            metadata = await self._start_metadata(nursery, inherited)
+            container = await self._start_container(nursery)
+            control = await nursery.start(serve_control, self.config.control_socket, self._control)
+            nursery.start_soon(self.rotator.run)
+            nursery.start_soon(self._announce_ready)
+            nursery.start_soon(self.notifier.run_watchdog)
+            nursery.start_soon(self._status_updates)
+            self.notifier.status("fetching the first credentials")
+            task_status.started(AgentHandle(metadata, container, control, self.rotator, self.stop))
+            await self.stop.wait()
+            await self._shutdown()
+            nursery.cancel_scope.cancel()
+
+    # ---- servers -----------------------------------------------------------------------
+
+    async def _serve(self, nursery: trio.Nursery, handler, listeners) -> list[str]:
+        server, done = Server(handler, limits=METADATA_LIMITS, shutdown_grace=SHUTDOWN_GRACE), trio.Event()
+
+        async def serve(task_status=trio.TASK_STATUS_IGNORED):
+            try:
+                await server.serve(listeners, task_status=task_status)
+            finally:
+                done.set()
+
+        addresses = await nursery.start(serve)
+        self.servers.append((server, done))
+        return addresses
+
+    async def _start_metadata(self, nursery: trio.Nursery, inherited) -> list[str]:
+        listeners = list(inherited) if inherited else await _listen(self.config.metadata.listen)
+        handler = ImdsHandler(self.config.metadata, self.rotator, self.wall_clock)
+        addresses = await self._serve(nursery, handler, listeners)
+        for address in addresses:
+            log.info("listening on http://%s%s", address, " (socket activation)" if inherited else "")
+        return addresses
+
+    async def _start_container(self, nursery: trio.Nursery) -> list[str]:
+        config = self.config.container
+        if config is None:
+            return []
+        token = write_token_file(config.token_file) if config.token_file else None
+        if token is None:
+            log.warning("[container] has no token_file: the container endpoint is off")
+            return []
+        listeners = await _listen(config.listen)
+        handler = ContainerHandler(self.rotator, token, self.wall_clock, path=config.path)
+        addresses = await self._serve(nursery, handler, listeners)
+        for address in addresses:
+            log.info("container endpoint on http://%s%s (token in %s)", address, config.path, config.token_file)
+        return addresses
+
+    async def _shutdown(self) -> None:
+        log.info("stopping: finishing requests in progress")
+        self.notifier.stopping()
+        for server, _ in self.servers:
+            server.shutdown()
+        with trio.move_on_after(SHUTDOWN_GRACE + 1):
+            for _, done in self.servers:
+                await done.wait()
+
+    # ---- readiness, status, signals ------------------------------------------------------
+
+    async def _announce_ready(self) -> None:
+        await self.rotator.ready.wait()
+        held = self.rotator.current()
+        log.info("ready role=%s access_key_id=%s expiration=%s", self.config.role.arn,
+                 held.access_key_id if held else "-", iso_z(held.expiration) if held else "-")
+        self.notifier.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        doc = self._status()
+        if not doc["ready"]:
+            return f"no credentials yet; last error: {doc['last_error'] or 'none'}"
+        line = f"serving {doc['role_arn']} key {doc['access_key_id']} until {doc['expiration']}"
+        return line + (f"; refresh failing: {doc['last_error']}" if doc["last_error"] else "")
+
+    async def _status_updates(self) -> None:
+        if not self.notifier.enabled:
+            return
+        last = None
+        while True:
+            await trio.sleep(STATUS_INTERVAL)
+            line = self._status_line()
+            if line != last:
+                self.notifier.status(line)
+                last = line
+
+    async def _control(self, request: dict, peer_uid: int | None) -> dict:
+        op = request["op"]
+        if op == "status":
+            return self._status()
+        if op == "refresh":
+            with trio.move_on_after(20):
+                await self.rotator.refresh_now()
+            return self._status()
+        return {"error": f"unknown op {op!r} (known: status, refresh)"}
+
+    async def _signals(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    self._reload()
+                    continue
+                log.info("%s received", signal.Signals(signum).name)
+                self.stop.set()
+                return
+
+    def _status(self) -> dict:
+        return status_document(self.rotator, self.fetcher.served_arn)
+
+    def _reload(self) -> None:
+        old = self.config
+        self.config = _reload(old, self.fetcher) or old
+        if self.config.role.arn != old.role.arn:
+            self.nursery.start_soon(self.rotator.refresh_now)  # serve the new role at once
+        if self.config is not old and self.rotator.ready.is_set():
+            self.notifier.notify("RELOADING=1")
+            self.notifier.ready(self._status_line())
+
+
+async def _listen(addresses) -> list[trio.SocketListener]:
+    try:
+        return await open_tcp_listeners(addresses)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {', '.join(addresses)}: {exc.strerror or exc}") from None
+
+
+async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(), transport=None,
+                    inherited: list[trio.abc.Listener] | None = None, notifier: Notifier | None = None,
+                    handle_signals: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run the host agent until SIGTERM/SIGINT (or ``AgentHandle.stop()``).
+
+    Args:
+        config: the checked configuration (``agent.config.load_config``).
+        wall_clock: decides expiry and dates signatures.
+        transport: an httpx transport for STS (tests); real HTTP by default.
+        inherited: listeners for the metadata server; default the sockets
+            systemd passed (``LISTEN_FDS``), else ``[metadata] listen`` is bound.
+        notifier: sd_notify; default from ``$NOTIFY_SOCKET``.
+        handle_signals: watch SIGTERM/SIGINT/SIGHUP (main thread only).
+        task_status: receives an ``AgentHandle`` once the listeners are bound.
+
+    Raises:
+        OSError: a listen address or the control socket could not be set up.
+        agent.control.ControlError: another agent owns the control socket.
+        agent.errors.SourceError: the credential source is unusable at start.
+    """
+    if inherited is None:
+        inherited = inherited_listeners()
+    agent = _Agent(config, wall_clock, transport, notifier or Notifier())
+    await agent.run(inherited, handle_signals, task_status)

@@ -1,0 +1,177 @@
+"""The demo account of ``rolecall up``, created over the IAM API and kept in a 0600 file.
+
+On the first run of ``rolecall up`` the embedded backend has only its bootstrap
+administrator. ``seed_demo`` signs in as that administrator and creates, through
+the IAM Query API on the backend's real endpoint (the agent never imports the
+backend; they meet over HTTP as any client would):
+
+- user ``rolecall-agent`` with an access key: the embedded agent's own identity;
+- role ``rolecall-demo`` (read-only IAM), trusting ``rolecall-agent`` and
+  ``demo``, no MFA: what the embedded agent serves;
+- user ``demo`` with an access key and an enabled virtual MFA device;
+- role ``rolecall-demo-admin`` (administrator), assumable by ``demo`` only
+  with MFA (``aws:MultiFactorAuthPresent``): for trying ``rolecall mfa login``.
+
+``DemoAccount.save`` writes everything, keys and the MFA seed included, to one
+JSON file of mode 0600 in the data directory; later runs ``load`` it. The
+device is enabled with the codes of the two previous 30-second steps, so the
+current code works at once for a first ``mfa login``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+import pyotp
+
+from wire.clock import WallClock
+from wire.query import QueryError, encode_form, parse_error, parse_response
+from wire.sigv4 import Credentials, SigV4Auth
+
+__all__ = ["DEMO_ADMIN_ROLE", "DEMO_ROLE", "DemoAccount", "DemoError", "Keys", "seed_demo"]
+
+DEMO_ROLE = "rolecall-demo"
+DEMO_ADMIN_ROLE = "rolecall-demo-admin"
+DEMO_USER = "demo"
+AGENT_USER = "rolecall-agent"
+IAM_REGION = "us-east-1"
+_READ_ONLY = {"Effect": "Allow", "Action": ["iam:Get*", "iam:List*", "sts:GetCallerIdentity"], "Resource": "*"}
+_EVERYTHING = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+
+
+class DemoError(Exception):
+    """The demo account could not be created or read (one line, no secret)."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """An IAM user's access key; the secret stays out of ``repr``."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+
+    def credentials(self) -> Credentials:
+        return Credentials(self.access_key_id, self.secret_access_key)
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    """Everything ``rolecall up`` needs to run and to show a user."""
+
+    account_id: str
+    admin: Keys
+    agent: Keys
+    demo: Keys
+    role_arn: str
+    admin_role_arn: str
+    mfa_serial: str
+    mfa_seed: str = field(repr=False)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the account to ``path`` as JSON, mode 0600, atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(asdict(self), f, indent=2)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DemoAccount:
+        """Read an account ``save`` wrote.
+
+        Raises:
+            DemoError: missing, unreadable or not what ``save`` writes.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            keys = {name: Keys(**data.pop(name)) for name in ("admin", "agent", "demo")}
+            return cls(**data, **keys)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise DemoError(f"{path}: not a readable demo account ({type(exc).__name__})") from None
+
+
+class _Iam:
+    """A minimal signed IAM Query client (only what seeding needs)."""
+
+    def __init__(self, client: httpx.AsyncClient, endpoint: str, keys: Keys, clock: WallClock) -> None:
+        self._client, self._endpoint = client, endpoint
+        self._auth = SigV4Auth(keys.credentials(), IAM_REGION, "iam", clock)
+
+    async def call(self, action: str, **params: str) -> dict:
+        body = encode_form({"Action": action, "Version": "2010-05-08", **params})
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        try:
+            response = await self._client.post(self._endpoint, content=body, headers=headers, auth=self._auth)
+        except httpx.HTTPError as exc:
+            raise DemoError(f"IAM {action}: {type(exc).__name__} talking to {self._endpoint}") from None
+        try:
+            if response.status_code != 200:
+                code, message, _ = parse_error(response.content)
+                raise DemoError(f"IAM {action}: {code}: {message}")
+            return parse_response(response.content, action)
+        except QueryError as exc:
+            raise DemoError(f"IAM {action}: unreadable answer (HTTP {response.status_code}): {exc}") from None
+
+
+def _policy(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def _trust(principals: list[str], *, mfa: bool = False) -> str:
+    statement = {"Effect": "Allow", "Principal": {"AWS": principals}, "Action": "sts:AssumeRole"}
+    if mfa:
+        statement["Condition"] = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+    return _policy(statement)
+
+
+async def _user_with_key(iam: _Iam, name: str) -> tuple[str, Keys]:
+    arn = (await iam.call("CreateUser", UserName=name))["User"]["Arn"]
+    key = (await iam.call("CreateAccessKey", UserName=name))["AccessKey"]
+    return arn, Keys(key["AccessKeyId"], key["SecretAccessKey"])
+
+
+async def _role(iam: _Iam, name: str, trust: str, policy: str) -> str:
+    arn = (await iam.call("CreateRole", RoleName=name, AssumeRolePolicyDocument=trust,
+                          MaxSessionDuration="43200"))["Role"]["Arn"]
+    await iam.call("PutRolePolicy", RoleName=name, PolicyName="demo", PolicyDocument=policy)
+    return arn
+
+
+async def _mfa_device(iam: _Iam, clock: WallClock) -> tuple[str, str]:
+    device = (await iam.call("CreateVirtualMFADevice", VirtualMFADeviceName=DEMO_USER))["VirtualMFADevice"]
+    serial, seed = device["SerialNumber"], base64.b64decode(device["Base32StringSeed"]).decode("ascii")
+    totp, now = pyotp.TOTP(seed), clock.now()
+    code1, code2 = (totp.at(now - dt.timedelta(seconds=totp.interval * back)) for back in (2, 1))
+    await iam.call("EnableMFADevice", UserName=DEMO_USER, SerialNumber=serial,
+                   AuthenticationCode1=code1, AuthenticationCode2=code2)
+    return serial, seed
+
+
+async def seed_demo(endpoint: str, admin: Keys, clock: WallClock, *, transport=None) -> DemoAccount:
+    """Create the demo users and roles on a fresh backend; return what was made.
+
+    Args:
+        endpoint: the backend's IAM endpoint (``http://127.0.0.1:8900``).
+        admin: the bootstrap administrator's key.
+        clock: the wall clock that dates signatures and TOTP codes.
+        transport: an httpx transport (tests); real HTTP by default.
+
+    Raises:
+        DemoError: any IAM call failed.
+    """
+    async with httpx.AsyncClient(transport=transport, timeout=10.0) as client:
+        iam = _Iam(client, endpoint, admin, clock)
+        agent_arn, agent = await _user_with_key(iam, AGENT_USER)
+        demo_arn, demo = await _user_with_key(iam, DEMO_USER)
+        role_arn = await _role(iam, DEMO_ROLE, _trust([agent_arn, demo_arn]), _policy(_READ_ONLY))
+        admin_role_arn = await _role(iam, DEMO_ADMIN_ROLE, _trust([demo_arn], mfa=True), _policy(_EVERYTHING))
+        serial, seed = await _mfa_device(iam, clock)
+    return DemoAccount(account_id=role_arn.split(":")[4], admin=admin, agent=agent, demo=demo,
+                       role_arn=role_arn, admin_role_arn=admin_role_arn, mfa_serial=serial, mfa_seed=seed)

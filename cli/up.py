@@ -1,0 +1,234 @@
+"""`rolecall up`: backend + agent + metadata server in one foreground process on loopback.
+
+    rolecall up [--data-dir D] [--imds-listen H:P] [--sts-listen H:P]
+
+One trio run, one root nursery: the included backend serves STS/IAM on
+``--sts-listen`` and the agent (``agent.daemon.run_agent``) talks to it over real
+loopback HTTP, exactly as it would to any STS endpoint; the agent's metadata
+server listens on ``--imds-listen``. The data directory (default
+``$XDG_DATA_HOME/rolecall/up``, else ``~/.local/share/rolecall/up``) is created
+on the first run — the backend's state under ``backend/``, the bootstrap
+administrator in ``admin.json``, the demo account (``agent.demo``) in
+``demo.json``, all 0600 — and reused after. Each run writes ``agent.toml`` and
+``agent-secret`` (0600) there for the embedded agent.
+
+Once the agent holds its first credentials, stdout gets only ``export K=V``
+lines (flushed), with the real ports when a port was 0; logs go to stderr.
+SIGINT/SIGTERM stop the agent gracefully, then the backend; exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+import trio
+
+from cli.main import CliError
+
+__all__ = ["default_data_dir", "export_lines", "register"]
+
+log = logging.getLogger("rolecall.up")
+
+REGION = "us-east-1"
+
+
+def default_data_dir(environ=None) -> Path:
+    """``$XDG_DATA_HOME/rolecall/up``, else ``~/.local/share/rolecall/up``."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "rolecall" / "up"
+
+
+def export_lines(imds: str, sts_url: str) -> list[str]:
+    """The ``export K=V`` lines ``rolecall up`` prints once ready."""
+    values = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://{imds}", "AWS_ENDPOINT_URL_STS": sts_url,
+              "AWS_ENDPOINT_URL_IAM": sts_url, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
+    return [f"export {name}={value}" for name, value in values.items()]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``up`` to the root parser."""
+    parser = commands.add_parser("up", help="the embedded default: backend + agent + metadata server on loopback")
+    parser.add_argument("--data-dir", metavar="D", help="state directory (default $XDG_DATA_HOME/rolecall/up)")
+    parser.add_argument("--imds-listen", default="127.0.0.1:8169", metavar="H:P",
+                        help="metadata endpoint (default 127.0.0.1:8169; port 0 picks one)")
+    parser.add_argument("--sts-listen", default="127.0.0.1:8900", metavar="H:P",
+                        help="STS/IAM endpoint (default 127.0.0.1:8900; port 0 picks one)")
+    parser.set_defaults(run=_up)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def _open_backend(data_dir: Path):
+    """The backend's store (created with its administrator on the first run) and the admin's keys."""
+    from agent.demo import Keys
+    from sts_backend.iam import bootstrap_admin
+    from sts_backend.store import Store, StoreError
+
+    backend_dir, admin_file = data_dir / "backend", data_dir / "admin.json"
+    try:
+        if not (backend_dir / "rolecall.db").exists() and not admin_file.exists():
+            store = Store.create(backend_dir)
+            _, key = bootstrap_admin(store)
+            _write_private(admin_file, json.dumps({"access_key_id": key.access_key_id,
+                                                   "secret_access_key": key.secret_access_key}))
+            log.info("initialised %s (account %s)", data_dir, store.account_id())
+        else:
+            store = Store.open(backend_dir)
+        admin = Keys(**json.loads(admin_file.read_text(encoding="utf-8")))
+    except (StoreError, OSError, ValueError, TypeError) as exc:
+        raise CliError(f"up: {data_dir} cannot be used ({exc}); remove it to start afresh") from None
+    return store, admin
+
+
+def _agent_config(data_dir: Path, account, sts_url: str, imds_listen: str):
+    """Write the embedded agent's TOML (its secret in a 0600 file) and load it."""
+    from agent.config import load_config
+
+    _write_private(data_dir / "agent-secret", account.agent.secret_access_key)
+    control = _control_socket(data_dir)
+    text = (f'[sts]\nendpoint_url = {json.dumps(sts_url)}\nregion = "{REGION}"\n\n'
+            f'[source]\naccess_key_id = "{account.agent.access_key_id}"\nsecret_access_key_file = "agent-secret"\n\n'
+            f'[role]\narn = "{account.role_arn}"\nsession_name = "rolecall-up"\n\n'
+            f'[metadata]\nlisten = [{json.dumps(imds_listen)}]\n\n[agent]\ncontrol_socket = {json.dumps(control)}\n')
+    _write_private(data_dir / "agent.toml", text)
+    return load_config(str(data_dir / "agent.toml"), environ={})
+
+
+def _control_socket(data_dir: Path) -> str:
+    """``$ROLECALL_AGENT_SOCKET``, else ``$XDG_RUNTIME_DIR/rolecall/agent.sock``, else in the data dir.
+
+    Never ``/run/rolecall``: that is the system service's, even when ``up`` runs as root.
+    """
+    if os.environ.get("ROLECALL_AGENT_SOCKET"):
+        return os.environ["ROLECALL_AGENT_SOCKET"]
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "rolecall", "agent.sock")
+    return str(data_dir / "agent.sock")
+
+
+async def _demo_account(data_dir: Path, sts_url: str, admin):
+    from agent.demo import DemoAccount, seed_demo
+    from wire.clock import SystemClock
+
+    path = data_dir / "demo.json"
+    if path.exists():
+        return DemoAccount.load(path)
+    account = await seed_demo(sts_url, admin, SystemClock())
+    account.save(path)
+    log.info("demo account %s: role %s (served), user demo with MFA device %s, role %s (MFA only); "
+             "keys and MFA seed in %s", account.account_id, account.role_arn, account.mfa_serial,
+             account.admin_role_arn, path)
+    return account
+
+
+def _announce(agent, sts_url: str, scope: trio.CancelScope):
+    async def announce() -> None:
+        with scope:
+            await agent.ready.wait()
+            print("\n".join(export_lines(agent.metadata[0], sts_url)), flush=True)
+            log.info("ready: paste the export lines (stdout) into another shell, then `aws sts get-caller-identity`")
+    return announce
+
+
+async def _start_backend(nursery: trio.Nursery, address: str, store, audit, stop: trio.Event) -> str:
+    """The included backend on ``address`` in ``nursery``; its URL (the real port for :0)."""
+    from sts_backend import server as backend_server
+    from sts_backend.app import Backend
+    from wire.clock import SystemClock
+
+    try:
+        urls = await nursery.start(lambda task_status: backend_server.serve(
+            Backend(store, SystemClock(), audit), [address], stop=stop, task_status=task_status))
+    except BaseException as exc:  # noqa: BLE001 - name the address in the one line
+        if isinstance(leaf := leaf_error(exc), OSError):
+            raise CliError(f"up: cannot listen on {address}: {leaf.strerror or leaf}") from None
+        raise
+    return urls[0]
+
+
+async def _run(args: argparse.Namespace, data_dir: Path) -> None:
+    """The root nursery: backend, demo account, agent; until SIGINT/SIGTERM."""
+    from agent.daemon import run_agent
+    from sts_backend.audit import AuditLog
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        store, admin = _open_backend(data_dir)
+        audit, backend_stop, announcing = AuditLog(data_dir / "backend" / "audit.log"), trio.Event(), trio.CancelScope()
+
+        async def agent_then_backend(config, task_status=trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await run_agent(config, inherited=[], handle_signals=False, task_status=task_status)
+            finally:
+                announcing.cancel()
+                backend_stop.set()  # the backend outlives the agent's last request
+
+        try:
+            async with trio.open_nursery() as nursery:
+                sts_url = await _start_backend(nursery, args.sts_listen, store, audit, backend_stop)
+                account = await _demo_account(data_dir, sts_url, admin)
+                config = _agent_config(data_dir, account, sts_url, args.imds_listen)
+                agent = await nursery.start(agent_then_backend, config)
+                nursery.start_soon(_announce(agent, sts_url, announcing))
+                async for signum in signals:
+                    log.info("%s received: stopping", signal.Signals(signum).name)
+                    break
+                agent.stop()
+        finally:
+            audit.close()
+            store.close()
+
+
+def _check_loopback(option: str, address: str) -> None:
+    from wire.listeners import parse_address
+
+    try:
+        host, _ = parse_address(address)
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError as exc:
+        raise CliError(f"up: {option}: {exc}") from None
+    if not loopback:
+        raise CliError(f"up: {option} {address}: rolecall up serves on loopback only")
+
+
+def leaf_error(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _up(args: argparse.Namespace) -> int:
+    from agent.control import ControlError
+    from agent.demo import DemoError
+    from agent.errors import AgentError
+
+    if not args.debug:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per STS call is noise
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    _check_loopback("--imds-listen", args.imds_listen)
+    _check_loopback("--sts-listen", args.sts_listen)
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        trio.run(_run, args, data_dir)
+    except BaseException as exc:  # noqa: BLE001 - the edge: one line for what we know
+        leaf = leaf_error(exc)
+        if isinstance(leaf, CliError):
+            raise leaf from None
+        if isinstance(leaf, (AgentError, ControlError, DemoError)):
+            raise CliError(f"up: {leaf}") from None
+        if isinstance(leaf, OSError):
+            raise CliError(f"up: {leaf.strerror or leaf}{f': {leaf.filename}' if leaf.filename else ''}") from None
+        raise
+    return 0

@@ -1,0 +1,156 @@
+"""The control socket: one JSON request and answer per connection, modes, bounds, the client."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import socket
+import stat
+from types import SimpleNamespace
+
+import pytest
+import trio
+
+from agent import control
+from agent.control import ControlError, MAX_REQUEST, candidate_paths, request, serve_control, socket_permissions
+
+STATUS = {"ready": True, "role_arn": "arn:aws:iam::123456789012:role/app", "access_key_id": "ASIAEXAMPLE",
+          "expiration": "2026-01-01T01:00:00Z", "last_refresh": "2026-01-01T00:00:00Z",
+          "next_refresh": "2026-01-01T00:30:00Z", "last_error": None}
+
+
+def handle(req, peer_uid):
+    if req["op"] == "status":
+        return dict(STATUS)
+    if req["op"] == "whoami":
+        return {"uid": peer_uid}
+    return {"error": f"unknown op {req['op']!r}"}
+
+
+@pytest.fixture
+def no_rolecall_group(monkeypatch):
+    def missing(name):
+        raise KeyError(name)
+
+    monkeypatch.setattr(grp, "getgrnam", missing)
+
+
+async def _raw(path: str, payload: bytes, *, half_close: bool = True) -> dict:
+    stream = await trio.open_unix_socket(path)
+    async with stream:
+        await stream.send_all(payload)
+        if half_close:
+            await stream.send_eof()
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return json.loads(data)
+
+
+async def test_status_round_trip_with_the_sync_client(nursery, tmp_path, no_rolecall_group):
+    path = str(tmp_path / "run" / "agent.sock")
+    await nursery.start(serve_control, path, handle)
+    answer = await trio.to_thread.run_sync(request, path, {"op": "status"})
+    assert answer == STATUS
+    assert await trio.to_thread.run_sync(request, [str(tmp_path / "none.sock"), path], {"op": "whoami"}) == {
+        "uid": os.getuid()}
+
+
+async def test_user_socket_is_0600_in_a_0700_directory(nursery, tmp_path, no_rolecall_group):
+    path = tmp_path / "fresh" / "rolecall" / "agent.sock"
+    await nursery.start(serve_control, str(path), handle)
+    assert stat.S_ISSOCK(path.stat().st_mode)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_system_service_permissions_use_the_rolecall_group(monkeypatch):
+    monkeypatch.setattr(grp, "getgrnam", lambda name: SimpleNamespace(gr_gid=4242))
+    assert socket_permissions(euid=0, egid=0) == (0o660, 4242)
+    assert socket_permissions(euid=999, egid=4242) == (0o660, 4242)  # User=/Group=rolecall
+    assert socket_permissions(euid=1000, egid=1000) == (0o600, None)  # a user's agent
+
+
+def test_without_the_group_the_socket_is_private(no_rolecall_group):
+    assert socket_permissions(euid=0, egid=0) == (0o600, None)
+
+
+async def test_bad_requests_get_an_error_answer(nursery, tmp_path, no_rolecall_group):
+    path = str(tmp_path / "agent.sock")
+    await nursery.start(serve_control, path, handle)
+    assert "not JSON" in (await _raw(path, b"hello\n"))["error"]
+    assert '"op"' in (await _raw(path, b"[1, 2]\n"))["error"]
+    assert "larger than" in (await _raw(path, b"{" + b" " * MAX_REQUEST + b"}\n", half_close=False))["error"]
+    assert "unknown op" in (await _raw(path, b'{"op": "reboot"}'))["error"]  # EOF ends a request too
+
+
+async def test_a_silent_client_times_out(nursery, tmp_path, no_rolecall_group, autojump_clock):
+    path = str(tmp_path / "agent.sock")
+    await nursery.start(serve_control, path, handle)
+    assert (await _raw(path, b'{"op": "sta', half_close=False))["error"] == "request timed out"
+
+
+async def test_a_failing_handler_answers_internal_error(nursery, tmp_path, no_rolecall_group, caplog):
+    def broken(req, peer_uid):
+        raise RuntimeError("secret-looking detail")
+
+    path = str(tmp_path / "agent.sock")
+    await nursery.start(serve_control, path, broken)
+    assert (await _raw(path, b'{"op": "status"}\n')) == {"error": "internal error"}
+    assert "secret-looking" not in caplog.text
+
+
+async def test_stale_socket_is_replaced_and_a_live_one_refused(nursery, tmp_path, no_rolecall_group):
+    path = tmp_path / "agent.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()  # the file stays, nobody listens: a crashed agent's leftover
+    await nursery.start(serve_control, str(path), handle)
+    assert (await _raw(str(path), b'{"op": "status"}\n')) == STATUS
+    with pytest.raises(ControlError, match="another agent"):
+        await serve_control(str(path), handle)
+
+
+async def test_socket_file_is_removed_on_exit(tmp_path, no_rolecall_group):
+    path = tmp_path / "agent.sock"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_control, str(path), handle)
+        assert path.exists()
+        nursery.cancel_scope.cancel()
+    assert not path.exists()
+
+
+async def test_a_regular_file_in_the_way_is_an_error(tmp_path, no_rolecall_group):
+    path = tmp_path / "agent.sock"
+    path.write_text("not a socket")
+    with pytest.raises(ControlError, match="not a socket"):
+        await serve_control(str(path), handle)
+
+
+def test_client_without_an_agent_raises_one_line(tmp_path):
+    with pytest.raises(ControlError) as info:
+        request([str(tmp_path / "a.sock"), str(tmp_path / "b.sock")], {"op": "status"})
+    assert "\n" not in str(info.value)
+    assert "a.sock: no such socket" in str(info.value) and "b.sock" in str(info.value)
+
+
+def test_client_times_out_on_a_silent_server(tmp_path):
+    path = str(tmp_path / "mute.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mute:
+        mute.bind(path)
+        mute.listen(1)
+        with pytest.raises(ControlError, match="no answer within"):
+            request(path, {"op": "status"}, timeout=0.2)
+
+
+def test_candidate_paths_follow_design_md():
+    assert candidate_paths("/x.sock", {}) == ["/x.sock"]
+    assert candidate_paths(None, {"ROLECALL_AGENT_SOCKET": "/e.sock", "XDG_RUNTIME_DIR": "/r"}) == ["/e.sock"]
+    assert candidate_paths(None, {"XDG_RUNTIME_DIR": "/run/user/1000"}) == [
+        "/run/user/1000/rolecall/agent.sock", "/run/rolecall/agent.sock"]
+    assert candidate_paths(None, {}) == ["/run/rolecall/agent.sock"]
+
+
+def test_module_exports():
+    assert set(control.__all__) >= {"serve_control", "request", "ControlError"}

@@ -1,0 +1,398 @@
+"""agent/rotator.py: the trio scheduler, in virtual time, with a scripted fetch.
+
+The fault matrix with the real STS client and backend is tests/test_rotation_faults.py;
+here a fake fetch lets each test steer the scheduler's own logic precisely.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import deque
+
+import pytest
+import trio
+
+from agent import rotation as policy
+from agent.errors import StsError, StsUnavailable
+from agent.rotator import WAKE_INTERVAL, Rotator, RotatorStatus
+from metadata_server.credentials import CredentialHolder, RoleCredentials, SimpleHolder
+from tests.conftest import EPOCH
+
+HOUR = 3600.0
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
+TOKEN = "FwoGZXIvYXdzTOKENVALUE"
+
+
+class Draw:
+    """A ``random.Random`` stand-in that always draws the same value."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+class ScriptedFetch:
+    """An ``async () -> RoleCredentials`` that follows a script.
+
+    Each script step is a lifetime in seconds (success), an exception (raised), or
+    ``("slow", seconds)``. Once the script is done: ``then`` raised if given, else
+    success with ``lifetime``.
+    """
+
+    def __init__(self, clock, *script, lifetime: float = HOUR, delay: float = 0.0,
+                 then: BaseException | None = None) -> None:
+        self.clock, self.script, self.lifetime, self.delay = clock, deque(script), lifetime, delay
+        self.then = then
+        self.calls: list[float] = []
+        self.in_flight = self.max_in_flight = 0
+
+    async def __call__(self) -> RoleCredentials:
+        self.calls.append(trio.current_time())
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            step = self.script.popleft() if self.script else (self.then or self.lifetime)
+            if self.delay:
+                await trio.sleep(self.delay)
+            if isinstance(step, BaseException):
+                raise step
+            if isinstance(step, tuple):
+                await trio.sleep(step[1])
+                step = self.lifetime
+            now = self.clock.now()
+            return RoleCredentials("app", f"ASIA{len(self.calls):016d}", SECRET, TOKEN,
+                                   expiration=now + dt.timedelta(seconds=step), last_updated=now)
+        finally:
+            self.in_flight -= 1
+
+
+def make(wall_clock, fetch, **kwargs) -> tuple[Rotator, SimpleHolder]:
+    holder = SimpleHolder()
+    kwargs.setdefault("random", Draw(0.0))
+    return Rotator(fetch, holder, wall_clock, **kwargs), holder
+
+
+def left(creds: RoleCredentials, clock) -> float:
+    return (creds.expiration - clock.now()).total_seconds()
+
+
+# ---- start-up ---------------------------------------------------------------------------------
+
+async def test_holder_stays_empty_until_the_first_credentials_then_ready(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, StsUnavailable("AssumeRole", "connection refused"),
+                          StsUnavailable("AssumeRole", "connection refused"))
+    rotator, holder = make(wall_clock, fetch)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(rotator.run)
+        await trio.sleep(0.2)  # first attempt failed; backing off
+        assert holder.current() is None and rotator.current() is None
+        assert not rotator.ready.is_set() and not rotator.status().ready
+        await rotator.ready.wait()
+        assert len(fetch.calls) == 3 and trio.current_time() < 5  # fast start-up retries
+        assert holder.current() is rotator.current() is not None
+        nursery.cancel_scope.cancel()
+
+
+async def test_start_returns_only_once_credentials_are_held(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, *[StsUnavailable("AssumeRole", "down")] * 6)
+    rotator, holder = make(wall_clock, fetch)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        assert holder.current() is not None and len(fetch.calls) == 7 and rotator.ready.is_set()
+        assert isinstance(rotator, CredentialHolder)
+        nursery.cancel_scope.cancel()
+
+
+# ---- schedule ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("draw, lifetime, lead, expected", [
+    (0.0, HOUR, None, 1800), (0.5, HOUR, None, 1620), (1.0, HOUR, None, 1440),
+    (0.0, 6 * HOUR, 1800, 5.5 * HOUR), (0.0, 900, None, 450),
+])
+async def test_refresh_at_half_life_with_jitter(autojump_clock, wall_clock, draw, lifetime, lead, expected):
+    fetch = ScriptedFetch(wall_clock, lifetime=lifetime)
+    rotator, _ = make(wall_clock, fetch, random=Draw(draw), refresh_before_expiry=lead)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        assert rotator.status().next_refresh == EPOCH + dt.timedelta(seconds=expected)
+        await trio.sleep(expected * 3.5)
+        nursery.cancel_scope.cancel()
+    assert fetch.calls[:4] == pytest.approx([0, expected, 2 * expected, 3 * expected])
+
+
+async def test_six_hours_of_rotation_never_serve_under_30_minutes(autojump_clock, wall_clock):
+    import random
+
+    fetch = ScriptedFetch(wall_clock)
+    rotator, holder = make(wall_clock, fetch, random=random.Random(5))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        for _ in range(6 * 360):
+            assert left(holder.current(), wall_clock) >= 30 * 60
+            await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    gaps = [b - a for a, b in zip(fetch.calls, fetch.calls[1:])]
+    assert all(1440 <= g <= 1800 for g in gaps) and len(set(gaps)) > 1  # jittered, earlier only
+
+
+# ---- single flight -----------------------------------------------------------------------------
+
+async def test_a_thousand_concurrent_refresh_now_calls_make_one_fetch(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, delay=2.0)
+    rotator, _ = make(wall_clock, fetch)
+    results = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        assert len(fetch.calls) == 1
+
+        async def call():
+            results.append(await rotator.refresh_now())
+
+        with trio.fail_after(60):  # virtual seconds: a caller left waiting fails the test, not hangs it
+            async with trio.open_nursery() as callers:
+                for _ in range(1000):
+                    callers.start_soon(call)
+        nursery.cancel_scope.cancel()
+    assert len(fetch.calls) == 2 and fetch.max_in_flight == 1
+    assert len(results) == 1000 and {r.access_key_id for r in results} == {"ASIA0000000000000002"}
+
+
+async def test_a_thousand_callers_across_a_rotation_share_its_fetch(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, delay=3.0)
+    rotator, holder = make(wall_clock, fetch, random=Draw(0.5))  # refresh due at 1623 s (fetch 3 s)
+    seen = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+
+        async def client(at: float):
+            await trio.sleep_until(at)
+            creds = await rotator.ensure_fresh()
+            seen.append(creds)
+            assert holder.current() is not None
+
+        with trio.fail_after(1800):
+            async with trio.open_nursery() as clients:
+                for i in range(1000):
+                    clients.start_soon(client, 1600 + i * 0.05)  # 1600..1650 s: straddles the refresh
+        nursery.cancel_scope.cancel()
+    assert len(fetch.calls) == 2 and fetch.max_in_flight == 1
+    assert len(seen) == 1000 and all(c is not None and c.valid_at(wall_clock.now()) for c in seen)
+
+
+async def test_ensure_fresh_does_not_fetch_fresh_credentials_or_wait_on_backoff(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, 3600, then=StsUnavailable("AssumeRole", "down"))
+    rotator, _ = make(wall_clock, fetch, random=Draw(0.5))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        first = await rotator.ensure_fresh()
+        assert len(fetch.calls) == 1
+        await trio.sleep(1900)  # past the refresh point; refreshes failing
+        calls = len(fetch.calls)
+        assert await rotator.ensure_fresh() is first and len(fetch.calls) == calls
+        nursery.cancel_scope.cancel()
+
+
+# ---- failures ------------------------------------------------------------------------------------
+
+async def test_failures_keep_the_old_credentials_and_back_off(autojump_clock, wall_clock, caplog):
+    caplog.set_level(logging.INFO, "rolecall.agent.rotation")
+    throttled = StsError("AssumeRole", "Throttling", "Rate exceeded", 400, "req-1")
+    fetch = ScriptedFetch(wall_clock, 3600, *[throttled] * 8)
+    changes = []
+    rotator, holder = make(wall_clock, fetch, random=Draw(0.9), on_change=changes.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        first = holder.current()
+        await trio.sleep(1500)  # refresh due at 1476 s
+        assert holder.current() is first and rotator.status().last_error == "Throttling: Rate exceeded"
+        await trio.sleep(1000)
+        nursery.cancel_scope.cancel()
+    gaps = [b - a for a, b in zip(fetch.calls[1:], fetch.calls[2:])]
+    assert gaps[:4] == pytest.approx([0.9, 1.8, 3.6, 7.2])  # exponential (draw 0.9 of the ceiling)
+    assert len(changes) == 2 and changes[1].access_key_id == "ASIA0000000000000010"
+    lines = [r.getMessage() for r in caplog.records if "refresh failed" in r.getMessage()]
+    assert len(lines) == 8 and "Throttling: Rate exceeded" in lines[0] and "keeping ASIA" in lines[0]
+    assert not any(SECRET in r.getMessage() or TOKEN in r.getMessage() for r in caplog.records)
+
+
+async def test_expired_credentials_are_dropped_not_served(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, 3600, then=StsUnavailable("AssumeRole", "down"))
+    dropped_at = []
+    rotator, holder = make(wall_clock, fetch, random=Draw(0.9),
+                           on_change=lambda c: c is None and dropped_at.append(wall_clock.now()))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(2 * HOUR)
+        nursery.cancel_scope.cancel()
+    assert holder.current() is None and not rotator.status().ready
+    assert dropped_at == [EPOCH + dt.timedelta(seconds=HOUR) - policy.SERVE_MARGIN]
+    after = [t for t in fetch.calls if t > HOUR]
+    assert max(b - a for a, b in zip(after, after[1:])) <= policy.STARTUP_CAP  # clients are refused: retry fast
+
+
+async def test_credentials_expiring_during_a_slow_fetch_are_dropped_on_time(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, 3600, ("slow", 3000))
+    dropped = []
+    rotator, holder = make(wall_clock, fetch, fetch_timeout=3000,  # the refresh at 1800 hangs until 4800
+                           on_change=lambda c: c is None and dropped.append(trio.current_time()))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(3541)
+        assert holder.current() is None and rotator.current() is None and len(fetch.calls) == 2
+        await trio.sleep(1300)
+        assert holder.current() is not None
+        nursery.cancel_scope.cancel()
+    assert dropped == [3600 - policy.SERVE_MARGIN.total_seconds()]
+
+
+async def test_a_hung_fetch_times_out_and_is_retried(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, ("slow", 10_000))
+    rotator, holder = make(wall_clock, fetch, fetch_timeout=20)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        assert trio.current_time() == pytest.approx(20.5) and len(fetch.calls) == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_non_retryable_errors_wait_the_cap(autojump_clock, wall_clock):
+    denied = StsError("AssumeRole", "AccessDenied", "not authorized", 403)
+    fetch = ScriptedFetch(wall_clock, 6 * HOUR, denied, denied)
+    rotator, _ = make(wall_clock, fetch, random=Draw(0.5))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(4 * HOUR)
+        nursery.cancel_scope.cancel()
+    assert [b - a for a, b in zip(fetch.calls[1:], fetch.calls[2:4])] == pytest.approx([150, 150])
+
+
+async def test_short_credentials_expiring_before_those_held_are_not_installed(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, 3600, 500, 3600)
+    rotator, holder = make(wall_clock, fetch, random=Draw(0.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(1800.2)  # the refresh got 500-s credentials; the retry is due 0.5 s later
+        assert holder.current().access_key_id.endswith("1")
+        assert rotator.status().last_error.startswith("ShortAndNotNewer: ASIA0000000000000002 expire ")
+        await trio.sleep(5)
+        assert holder.current().access_key_id.endswith("3") and rotator.status().last_error is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_broken_on_change_callback_does_not_stop_rotation(autojump_clock, wall_clock, caplog):
+    def boom(_):
+        raise RuntimeError("observer bug")
+
+    fetch = ScriptedFetch(wall_clock)
+    rotator, holder = make(wall_clock, fetch, on_change=boom)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(2 * HOUR + 1)
+        nursery.cancel_scope.cancel()
+    assert len(fetch.calls) == 5 and holder.current() is not None
+    assert "on_change callback failed" in caplog.text
+
+
+# ---- clocks -----------------------------------------------------------------------------------------
+
+async def test_wall_clock_jump_forward_triggers_an_immediate_recheck(autojump_clock, wall_clock, caplog):
+    fetch = ScriptedFetch(wall_clock, lifetime=6 * HOUR)
+    rotator, holder = make(wall_clock, fetch)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(600)
+        wall_clock.jump(4 * HOUR)  # NTP step: past the refresh point (3 h)
+        jumped = trio.current_time()
+        await trio.sleep(WAKE_INTERVAL + 1)
+        assert len(fetch.calls) == 2 and fetch.calls[1] - jumped <= WAKE_INTERVAL
+        assert left(holder.current(), wall_clock) > 5.9 * HOUR
+        nursery.cancel_scope.cancel()
+    assert "wall clock jumped +14400s" in caplog.text
+
+
+async def test_wall_clock_jump_backward_reschedules_by_the_wall_clock(autojump_clock, wall_clock, caplog):
+    fetch = ScriptedFetch(wall_clock)
+    rotator, holder = make(wall_clock, fetch)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(600)
+        wall_clock.jump(-HOUR)  # the refresh point (wall +30 min) is now 80 min away
+        await trio.sleep(WAKE_INTERVAL + 1)
+        assert rotator.status().next_refresh == EPOCH + dt.timedelta(minutes=30)
+        await trio.sleep(HOUR + 20 * 60)
+        nursery.cancel_scope.cancel()
+    assert fetch.calls[1] == pytest.approx(600 + 80 * 60)
+    assert "wall clock jumped -3600s" in caplog.text
+
+
+async def test_resume_from_sleep_with_expired_credentials(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock)
+    rotator, holder = make(wall_clock, fetch)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(300)
+        wall_clock.jump(8 * HOUR)  # suspended overnight: monotonic time stood still
+        assert rotator.current() is None  # the strict view refuses them at once
+        resumed = trio.current_time()
+        await trio.sleep(WAKE_INTERVAL + 1)
+        assert fetch.calls[1] - resumed <= WAKE_INTERVAL
+        assert left(holder.current(), wall_clock) == pytest.approx(HOUR, abs=WAKE_INTERVAL + 1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_resume_while_backing_off_retries_at_once(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, 3600, then=StsUnavailable("AssumeRole", "down"))
+    rotator, holder = make(wall_clock, fetch, random=Draw(0.99))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(1800 + 600)  # a long backoff sleep is under way
+        calls = len(fetch.calls)
+        wall_clock.jump(600)
+        await trio.sleep(WAKE_INTERVAL + 1)
+        assert len(fetch.calls) == calls + 1
+        nursery.cancel_scope.cancel()
+
+
+# ---- status ---------------------------------------------------------------------------------------
+
+async def test_status_snapshot(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock, StsUnavailable("AssumeRole", "connection refused"))
+    rotator, _ = make(wall_clock, fetch, role_arn="arn:aws:iam::123456789012:role/app", random=Draw(0.5))
+    before = rotator.status()
+    assert before == RotatorStatus(False, "arn:aws:iam::123456789012:role/app", None, None, None, None, None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(rotator.run)
+        await trio.sleep(0.1)
+        failing = rotator.status()
+        assert failing.last_error == "StsUnavailable: AssumeRole: connection refused" and not failing.ready
+        await rotator.ready.wait()
+        now = wall_clock.now()
+        status = rotator.status()
+        nursery.cancel_scope.cancel()
+    assert status.ready and status.access_key_id == "ASIA0000000000000002" and status.last_error is None
+    assert status.expiration == now + dt.timedelta(hours=1) and status.last_refresh == now
+    assert status.next_refresh == now + dt.timedelta(seconds=1620)
+    assert all(t.tzinfo is not None for t in (status.expiration, status.last_refresh, status.next_refresh))
+    assert SECRET not in repr(status) and TOKEN not in repr(status)
+
+
+async def test_the_rotator_is_a_holder_without_a_mirror(autojump_clock, wall_clock):
+    fetch = ScriptedFetch(wall_clock)
+    rotator = Rotator(fetch, None, wall_clock, refresh_before_expiry=1200, random=Draw(0.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        assert rotator.current() is not None
+        assert rotator.status().next_refresh == EPOCH + dt.timedelta(minutes=40)
+        nursery.cancel_scope.cancel()
+
+
+def test_describe_is_one_short_line_with_the_aws_code():
+    from agent.rotator import describe
+
+    assert describe(StsError("AssumeRole", "AccessDenied", "not\nauthorized", 403)) == "AccessDenied: not authorized"
+    assert describe(StsUnavailable("AssumeRole", "timed out")) == "StsUnavailable: AssumeRole: timed out"
+    assert describe(ValueError()) == "ValueError"
+    long = describe(RuntimeError("x" * 1000))
+    assert len(long) == 300 and long.endswith("...")

@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from wrkrun import HOST, Running, cores, wrk
 
 BENCHMARK = "HTTP serving layer vs the bare trio+h11 floor (wrk, requests/s)"
 
 REPO = Path(__file__).resolve().parents[1]
 FLOOR = REPO.parent / "shared" / "bench" / "h11_floor.py"
-HOST = "127.0.0.1"
 PATH = "/latest/meta-data/iam/security-credentials/rolecall-demo"
 
 
@@ -63,61 +60,10 @@ def serve_layer(port: int) -> None:
     trio.run(main)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with status {proc.returncode} before listening")
-        try:
-            socket.create_connection((HOST, port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {HOST}:{port} within {timeout} s")
-
-
-def _pin(core: int | None) -> list[str]:
-    return ["taskset", "-c", str(core)] if core is not None else []
-
-
-def _run_wrk(port: int, args: argparse.Namespace, core: int | None, duration: int) -> tuple[float, float]:
-    """(requests/s, p99 latency in ms) of one wrk run; raises on any error."""
-    command = _pin(core) + [
-        "wrk", "-t1", f"-c{args.connections}", f"-d{duration}s", "--latency", f"http://{HOST}:{port}{PATH}",
-    ]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError("wrk saw errors:\n" + out)
-    rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
-    value, unit = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\b", out, re.M).groups()
-    return rps, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def _measure(server_cmd: list[str], args: argparse.Namespace, cores: tuple) -> tuple[float, float]:
-    port = _free_port()
-    proc = subprocess.Popen(_pin(cores[0]) + server_cmd + [str(port)], stdout=subprocess.DEVNULL)
-    try:
-        _wait_listening(port, proc)
-        _run_wrk(port, args, cores[1], 1)  # warm-up
-        return _run_wrk(port, args, cores[1], args.duration)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _cores() -> tuple[int | None, int | None]:
-    """(server core, wrk core), or no pinning without taskset or a second core."""
-    available = sorted(os.sched_getaffinity(0))
-    if shutil.which("taskset") is None or len(available) < 2:
-        print("note: running unpinned (needs taskset and two cores)")
-        return None, None
-    return available[1], available[0]
+def _measure(server_cmd: list[str], args: argparse.Namespace, pinned: tuple) -> tuple[float, float]:
+    with Running(server_cmd, pinned[0]) as server:
+        wrk(server.port, PATH, pinned[1], 1, args.connections)  # warm-up
+        return wrk(server.port, PATH, pinned[1], args.duration, args.connections)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"http_layer: skipped: {why}")
             return 0
-    cores = _cores()
+    pinned = cores()
     servers = {"floor": [sys.executable, str(FLOOR)], "layer": [sys.executable, __file__, "--serve"]}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     try:
         for round_no in range(1, args.rounds + 1):
             for name, command in servers.items():
-                rps, p99 = _measure(command, args, cores)
+                rps, p99 = _measure(command, args, pinned)
                 results[name].append((rps, p99))
                 print(f"round {round_no} {name:5}: {rps:9.0f} req/s  p99 {p99:6.2f} ms", flush=True)
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:

@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import os
-import re
 import resource
 import shutil
 import socket
@@ -43,11 +42,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from wrkrun import HOST, Running, cores, wrk
+
 BENCHMARK = "metadata server vs the bare trio+h11 floor (wrk GET/PUT, 10k idle connections RSS)"
 
 REPO = Path(__file__).resolve().parents[1]
 FLOOR = REPO.parent / "shared" / "bench" / "h11_floor.py"
-HOST = "127.0.0.1"
 ROLE = "rolecall-bench"
 CREDS_PATH = f"/latest/meta-data/iam/security-credentials/{ROLE}"
 NOFILE = 65536
@@ -85,61 +85,6 @@ def serve_metadata_server(port: int) -> None:
 # -- processes --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _pin(core: int | None) -> list[str]:
-    return ["taskset", "-c", str(core)] if core is not None else []
-
-
-def _cores() -> tuple[int | None, int | None]:
-    """(server core, wrk core), or no pinning without taskset or a second core."""
-    available = sorted(os.sched_getaffinity(0))
-    if shutil.which("taskset") is None or len(available) < 2:
-        print("note: running unpinned (needs taskset and two cores)")
-        return None, None
-    return available[1], available[0]
-
-
-class Running:
-    """A server subprocess on a free port, pinned, with a raised fd limit."""
-
-    def __init__(self, command: list[str], core: int | None) -> None:
-        self.port = _free_port()
-        self.proc = subprocess.Popen(_pin(core) + command + [str(self.port)], stdout=subprocess.DEVNULL,
-                                     preexec_fn=_raise_nofile)  # fmt: skip
-        deadline = time.monotonic() + 15
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server {command} exited with {self.proc.returncode}")
-            try:
-                socket.create_connection((HOST, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"server {command} did not listen") from None
-                time.sleep(0.05)
-
-    def rss_kib(self) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
-
-    def open_fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def _token(port: int) -> str:
     with socket.create_connection((HOST, port), timeout=5) as sock:
         sock.sendall(f"PUT /latest/api/token HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
@@ -156,27 +101,14 @@ def _token(port: int) -> str:
 # -- wrk ----------------------------------------------------------------------------------
 
 
-def _wrk(port: int, path: str, core: int | None, seconds: int, connections: int,
-         extra: list[str]) -> tuple[float, float]:  # fmt: skip
-    """(requests/s, p99 ms) of one wrk run; raises if any response was not 2xx."""
-    command = _pin(core) + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra,
-                            f"http://{HOST}:{port}{path}"]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError("wrk saw errors:\n" + out)
-    rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
-    value, unit = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\b", out, re.M).groups()
-    return rps, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def _wrk_round(server: Running, kind: str, args, cores, lua: str) -> tuple[float, float]:
+def _wrk_round(server: Running, kind: str, args, pinned, lua: str) -> tuple[float, float]:
     if kind == "get":
         extra = ["-H", f"X-aws-ec2-metadata-token: {_token(server.port)}"]
         path = CREDS_PATH
     else:
         extra, path = ["-s", lua], "/latest/api/token"
-    _wrk(server.port, path, cores[1], 1, args.connections, extra)  # warm-up
-    return _wrk(server.port, path, cores[1], args.duration, args.connections, extra)
+    wrk(server.port, path, pinned[1], 1, args.connections, extra)  # warm-up
+    return wrk(server.port, path, pinned[1], args.duration, args.connections, extra)
 
 
 # -- idle connections -------------------------------------------------------------------------
@@ -202,7 +134,7 @@ def hold_idle(port: int, count: int, token: str) -> None:
 
 def _idle_rss(command: list[str], args, core: int | None) -> tuple[int, int, int]:
     """(baseline RSS KiB, RSS KiB with the idle connections, server fds) for one server."""
-    server = Running(command, core)
+    server = Running(command, core, preexec_fn=_raise_nofile)
     try:
         token = _token(server.port) if "--serve" in command else "-"
         time.sleep(0.5)
@@ -255,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"imds: skipped: {why}")
             return 0
-    cores = _cores()
+    pinned = cores()
     servers = {"floor": [sys.executable, str(FLOOR)], "rolecall": [sys.executable, __file__, "--serve"]}
     results = {(kind, name): [] for kind in ("get", "put") for name in servers}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
@@ -265,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("get", "put"):
                 order = list(servers.items())
                 for name, command in order if round_no % 2 else order[::-1]:  # alternate who goes first
-                    server = Running(command, cores[0])
+                    server = Running(command, pinned[0], preexec_fn=_raise_nofile)
                     try:
-                        rps, p99 = _wrk_round(server, kind, args, cores, lua.name)
+                        rps, p99 = _wrk_round(server, kind, args, pinned, lua.name)
                     finally:
                         server.stop()
                     results[(kind, name)].append((rps, p99))
@@ -277,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         _summary("credential GET", results[("get", "floor")], results[("get", "rolecall")], 0.9)
         _summary("token PUT     ", results[("put", "floor")], results[("put", "rolecall")], 0.8)
         if args.idle:
-            rss = {name: _idle_rss(command, args, cores[0]) for name, command in servers.items()}
+            rss = {name: _idle_rss(command, args, pinned[0]) for name, command in servers.items()}
             for name, (base, held, fds) in rss.items():
                 print(f"idle {args.idle}: {name:8} RSS {held / 1024:6.1f} MiB (idle server {base / 1024:5.1f} MiB,"
                       f" {fds} fds open)")  # fmt: skip

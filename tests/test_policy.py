@@ -242,7 +242,7 @@ def test_condition_combination(condition, expected):
     ({"IpAddress": {"aws:SourceIp": ["192.168.0.0/16", "::1/128"]}}, {"aws:SourceIp": "::1"}, True),
     ({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, {"aws:SourceIp": "10.1.2.3"}, False),
     ({"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{ACCT}:user/*"}}, {}, True),
-    ({"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::*:user/alice"}}, {}, True),
+    ({"ArnEquals": {"aws:PrincipalArn": "arn:aws:iam::*:user/alice"}}, {}, True),
     ({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/*"}}, {}, True),
     ({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*"}}, {}, False),   # six parts each side
     ({"Null": {"aws:TokenIssueTime": "true"}}, {}, True),

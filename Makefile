@@ -13,6 +13,12 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "rolecall needs Python 3.11 or newer"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing python3-venv (Debian's python3 has no ensurepip without it)"; \
+			$(APT_GET) install -y -qq python3-venv >/dev/null 2>&1 || \
+			($(APT_GET) update -qq >/dev/null 2>&1 && $(APT_GET) install -y -qq python3-venv >/dev/null 2>&1); \
+		else echo "$(PYTHON) cannot create a venv (no ensurepip): install python3-venv"; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -20,11 +26,14 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# JS SDK for the interop tests; skipped (tests say why) when npm is absent.
+# JS SDK for the interop tests; skipped (tests say why) without npm or with node < 20
+# (the AWS SDK for JavaScript v3 declares engines node >= 20).
 $(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json
-	@if command -v npm >/dev/null 2>&1; then \
-		cd $(JS_DIR) && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
-	else echo "npm not found: JS SDK interop tests will be skipped"; fi
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: JS SDK interop tests will be skipped"; \
+	elif ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then \
+		echo "node $$(node --version) < 20: JS SDK interop tests will be skipped"; \
+	else cd $(JS_DIR) && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.installed; fi
 
 node: $(JS_DIR)/node_modules/.installed
 
@@ -41,6 +50,7 @@ endef
 test: venv node
 	$(call need_deb,zbarimg,zbar-tools)
 	$(call need_deb,ec2-metadata,amazon-ec2-utils)
+	$(call need_deb,ip,iproute2)
 	$(call need_deb,systemd-analyze,systemd)
 	$(PY) -m pytest
 

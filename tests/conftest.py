@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import tempfile
 
 import pytest
 
@@ -15,36 +16,76 @@ from wire.clock import TrioWallClock
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def _sandbox_environment(environ, home: str) -> None:
+    """Scrub AWS_* and proxies; HOME, XDG and the AWS files under ``home``."""
+    for name in list(environ):
+        if name.startswith("AWS_") or name.lower() in _PROXY_VARIABLES:
+            del environ[name]
+    environ.update({
+        "HOME": home,
+        "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+        "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+        "XDG_DATA_HOME": os.path.join(home, ".local", "share"),
+        "XDG_RUNTIME_DIR": os.path.join(home, "run"),
+        "AWS_CONFIG_FILE": os.path.join(home, ".aws", "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(home, ".aws", "credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        # Clients that honour proxies (botocore, httpx) never send loopback traffic through one.
+        "NO_PROXY": "127.0.0.1,localhost,::1",
+    })
+    environ.pop("ROLECALL_AGENT_SOCKET", None)
+
+
+# The whole run, module- and session-scoped fixtures included, is sandboxed and guarded
+# from the start; the per-test fixtures below narrow HOME to one test and attribute
+# any off-loopback attempt to the test (or the fixtures set up just before it).
+_SESSION_GUARD = NetGuard()
+_reported = 0
+
+
+def pytest_configure(config):
+    home = tempfile.mkdtemp(prefix="rolecall-test-home-")
+    config._rolecall_home = home
+    _sandbox_environment(os.environ, home)
+    _SESSION_GUARD.install()
+
+
+def pytest_unconfigure(config):
+    _SESSION_GUARD.uninstall()
+    shutil.rmtree(getattr(config, "_rolecall_home", ""), ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def aws_sandbox(monkeypatch, tmp_path_factory):
-    """No AWS_* from the developer's shell; HOME and AWS files in a temp folder."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
+    """No AWS_* or proxies from the developer's shell; HOME and AWS files in a temp folder."""
     home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / ".aws" / "config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / ".aws" / "credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.delenv("ROLECALL_AGENT_SOCKET", raising=False)
+    scrubbed = dict(os.environ)
+    _sandbox_environment(scrubbed, str(home))
+    for name in set(os.environ) - set(scrubbed):
+        monkeypatch.delenv(name)
+    for name, value in scrubbed.items():
+        if os.environ.get(name) != value:
+            monkeypatch.setenv(name, value)
     return home
 
 
 @pytest.fixture(autouse=True)
 def netguard():
-    """Any connect/resolve off loopback fails the test, even if the caller swallowed it."""
-    guard = NetGuard()
-    guard.install()
-    try:
-        yield guard
-    finally:
-        guard.uninstall()
-    if guard.violations:
-        pytest.fail("off-loopback network use: " + "; ".join(guard.violations), pytrace=False)
+    """Any connect/resolve off loopback fails the test, even if the caller swallowed it.
+
+    The guard itself is installed for the whole session; this fixture reports what
+    was attempted since the previous test ended (so a module fixture's attempt fails
+    the first test that uses it).
+    """
+    global _reported
+    yield _SESSION_GUARD
+    fresh = _SESSION_GUARD.violations[_reported:]
+    _reported = len(_SESSION_GUARD.violations)
+    if fresh:
+        pytest.fail("off-loopback network use: " + "; ".join(fresh), pytrace=False)
 
 
 @pytest.fixture

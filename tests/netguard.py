@@ -64,6 +64,7 @@ class NetGuard:
         real_connect = socket.socket.connect
         real_connect_ex = socket.socket.connect_ex
         real_sendto = socket.socket.sendto
+        real_sendmsg = socket.socket.sendmsg
         real_getaddrinfo = socket.getaddrinfo
 
         def connect(sock, address):
@@ -77,6 +78,12 @@ class NetGuard:
         def sendto(sock, data, *args):
             guard._check(sock.family, args[-1], "send a datagram to")
             return real_sendto(sock, data, *args)
+
+        def sendmsg(sock, buffers, ancdata=(), flags=0, address=None):
+            if address is None:
+                return real_sendmsg(sock, buffers, ancdata, flags)
+            guard._check(sock.family, address, "send a message to")
+            return real_sendmsg(sock, buffers, ancdata, flags, address)
 
         def getaddrinfo(host, *args, **kwargs):
             # Resolving a literal address sends nothing; resolving a name would
@@ -93,6 +100,7 @@ class NetGuard:
         self._patch(socket.socket, "connect", connect)
         self._patch(socket.socket, "connect_ex", connect_ex)
         self._patch(socket.socket, "sendto", sendto)
+        self._patch(socket.socket, "sendmsg", sendmsg)
         self._patch(socket, "getaddrinfo", getaddrinfo)
 
     def uninstall(self) -> None:

@@ -19,6 +19,7 @@ that what the server wrote is valid HTTP/1.1.
 
 from __future__ import annotations
 
+import pytest
 import re
 import socket
 from dataclasses import dataclass, field
@@ -214,3 +215,7 @@ def ipv6_loopback_available() -> bool:
     except OSError:
         return False
     return True
+
+
+# Tests that bind [::1] skip, saying why, where IPv6 is off on lo (some containers).
+requires_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="IPv6 is not enabled on lo ([::1] cannot be bound)")

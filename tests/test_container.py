@@ -20,6 +20,7 @@ from metadata_server import ContainerConfig, ContainerHandler, SimpleHolder, new
 from metadata_server.testing import Recorder, running, sample_credentials
 from wire.clock import FixedClock, SystemClock
 from wire.http import HttpRequest
+from tests.servers import requires_ipv6
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 PATH = "/v1/credentials"
@@ -148,7 +149,7 @@ def fetcher():
     return ContainerMetadataFetcher(sleep=lambda seconds: None)
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:0", "[::1]:0"])
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", pytest.param("[::1]:0", marks=requires_ipv6)])
 async def test_botocore_fetcher_gets_the_credentials(listen, token):
     creds = sample_credentials(SystemClock().now())
     handler = Recorder(ContainerHandler(SimpleHolder(creds), token, SystemClock()))

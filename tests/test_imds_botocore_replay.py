@@ -23,6 +23,7 @@ from metadata_server import ImdsHandler, MetadataConfig, SimpleHolder
 from metadata_server.testing import running, sample_credentials
 from wire.clock import SystemClock
 from wire.http import HttpResponse
+from tests.servers import requires_ipv6
 
 DT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 TIMEOUT = 0.5  # botocore's per-request timeout in these tests; a "slow" answer waits longer
@@ -127,6 +128,7 @@ async def test_custom_endpoint_wins_over_ipv6_mode(creds):
     assert result == expected(creds)
 
 
+@requires_ipv6
 async def test_ipv6_endpoint_in_brackets(creds):
     handler = ImdsHandler(MetadataConfig(listen=("[::1]:0",)), SimpleHolder(creds), SystemClock())
     async with running(handler, ["[::1]:0"]) as (address,):

@@ -14,6 +14,7 @@ import trio
 from metadata_server import MetadataConfig, SimpleHolder, serve_metadata
 from metadata_server.testing import http_request, sample_credentials
 from wire.clock import SystemClock
+from tests.servers import requires_ipv6
 
 ROLE = "rolecall-test"
 CREDS_PATH = f"/latest/meta-data/iam/security-credentials/{ROLE}"
@@ -31,6 +32,7 @@ async def token_for(address, ttl="21600"):
     return body.decode()
 
 
+@requires_ipv6
 async def test_serves_on_ipv4_and_ipv6_and_reports_addresses(nursery):
     creds = sample_credentials(SystemClock().now())
     addresses = await start(nursery, SimpleHolder(creds), SystemClock(), listen=("127.0.0.1:0", "[::1]:0"))
@@ -194,7 +196,7 @@ def _ttls_from(sniffer, port):
                 found.append((ttl, payload))
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:0", "[::1]:0"])
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", pytest.param("[::1]:0", marks=requires_ipv6)])
 @pytest.mark.parametrize("hop_limit", [1, 3])
 async def test_token_response_hop_limit_on_the_wire(nursery, listen, hop_limit):
     creds = sample_credentials(SystemClock().now())

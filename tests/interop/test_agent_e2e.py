@@ -88,7 +88,8 @@ async def moto_url():
     if not MOTO.exists():
         pytest.skip("moto_server is not installed in the venv")
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # moto_server runs botocore, which the in-process guard does not cover: keep IMDS off.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"AWS_EC2_METADATA_DISABLED": "true"}
     process = await trio.lowlevel.open_process([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], env=env,
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

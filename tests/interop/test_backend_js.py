@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,17 +19,12 @@ from tests.interop.test_backend_boto3 import ACCOUNT, ThreadedBackend
 
 pytestmark = pytest.mark.interop
 
-JS_DIR = Path(__file__).resolve().parent / "js"
+from tests.interop import JS_DIR, require_node
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    found = shutil.which("node")
-    if found is None:
-        pytest.skip("node not installed: the JS SDK interop tests need it")
-    if not (JS_DIR / "node_modules" / "@aws-sdk" / "client-sts").is_dir():
-        pytest.skip(f"@aws-sdk/client-sts missing in {JS_DIR}: run `make node`")
-    return found
+    return require_node("@aws-sdk/client-sts")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, Simpl
 from metadata_server.testing import Recorder, running, sample_credentials
 from wire.clock import SystemClock
 from wire.http import HttpResponse
+from tests.servers import requires_ipv6
 
 pytestmark = pytest.mark.interop
 
@@ -134,6 +135,7 @@ async def test_no_credentials_held_means_none_not_empty_keys(monkeypatch):
         assert await in_thread(Session().get_credentials) is None
 
 
+@requires_ipv6
 async def test_ipv6_listener(monkeypatch, creds):
     config = MetadataConfig(listen=("[::1]:0",))
     async with running(ImdsHandler(config, SimpleHolder(creds), SystemClock()), ["[::1]:0"]) as (address,):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,13 @@ from wire.http import HttpResponse
 
 pytestmark = pytest.mark.interop
 
-JS_DIR = Path(__file__).resolve().parent / "js"
+from tests.interop import JS_DIR, require_node
 MODULES = ["@smithy/credential-provider-imds", "@aws-sdk/credential-provider-http", "@aws-sdk/credential-provider-node"]
 
 
 @pytest.fixture
 def node():
-    path = shutil.which("node")
-    if path is None:
-        pytest.skip("node not installed: the JS SDK interop tests need it")
-    missing = [m for m in MODULES if not (JS_DIR / "node_modules" / m).is_dir()]
-    if missing:
-        pytest.skip(f"JS SDK packages missing in {JS_DIR} ({', '.join(missing)}): run `make node`")
-    return path
+    return require_node(*MODULES)
 
 
 @pytest.fixture

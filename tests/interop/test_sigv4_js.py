@@ -11,9 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +19,7 @@ from wire.sigv4 import SignatureDoesNotMatch, verify
 
 pytestmark = pytest.mark.interop
 
-JS_DIR = Path(__file__).resolve().parent / "js"
+from tests.interop import JS_DIR, require_node
 T0 = dt.datetime(2026, 1, 1, 9, 30, tzinfo=dt.timezone.utc)
 KEY_ID, SECRET = "AKIAROLECALLTEST0003", "c2VjcmV0/JS+key0123456789abcdefghijklmno"
 TOKEN = "IQoJb3JpZ2luX2VjEPT//////////wEaCXVzLWVhc3QtMSJHMEUCIQD+ab/cd=="
@@ -59,11 +57,7 @@ SPECS = {
 
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory) -> dict[str, dict]:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node not installed: the JS SDK interop tests need it")
-    if not (JS_DIR / "node_modules" / "@smithy" / "signature-v4").is_dir():
-        pytest.skip(f"JS SDK packages missing in {JS_DIR}: run `make node`")
+    node = require_node("@smithy/signature-v4", "@smithy/hash-node", "@smithy/protocol-http")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path_factory.mktemp("node-home")),
            "AWS_EC2_METADATA_DISABLED": "true"}
     done = subprocess.run([node, str(JS_DIR / "sign.mjs")], input=json.dumps(list(SPECS.values())), cwd=JS_DIR,

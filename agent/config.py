@@ -38,6 +38,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError, SourceError
+from agent.rotation import MIN_EXPLICIT_LEAD
 from agent.sources import read_secret_file, read_token_file
 from metadata_server.config import ContainerConfig, MetadataConfig
 
@@ -84,6 +85,8 @@ _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 _SOURCE_IDENTITY = re.compile(r"[\w+=,.@-]{2,256}", re.ASCII)
 _POLICY_CHARS = re.compile(r"[\t\n\r\x20-\xff]*")
 _TAG_PUNCT = frozenset("_.:/=+-@")
+MIN_REFRESH_LEAD = int(MIN_EXPLICIT_LEAD.total_seconds())  # 600: rotation raises shorter leads to this
+GLOBAL_REGION = "aws-global"  # botocore's region name for the global endpoint sts.amazonaws.com
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the NUL
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -98,7 +101,9 @@ class StsConfig:
     Args:
         endpoint_url: ``http(s)://host[:port][/path]``, or None for AWS's
             regional endpoint ``https://sts.REGION.amazonaws.com``.
-        region: the signing region (and the AWS endpoint's region).
+        region: the signing region (and the AWS endpoint's region);
+            ``aws-global`` (botocore's name) for the global endpoint
+            ``https://sts.amazonaws.com``, signed for us-east-1.
         timeout_seconds: the limit for one attempt of one call.
         ca_bundle: a PEM file of CAs to trust instead of the system's.
     """
@@ -107,6 +112,11 @@ class StsConfig:
     region: str
     timeout_seconds: float = 10.0
     ca_bundle: str | None = None
+
+    @property
+    def global_endpoint(self) -> bool:
+        """``region = "aws-global"``: AWS's global STS endpoint (signed for us-east-1)."""
+        return self.region == GLOBAL_REGION
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,7 @@ class RoleConfig:
         tags: session tags as ``((key, value), ...)`` in file order.
         source_identity: ``SourceIdentity``.
         refresh_before_expiry_seconds: when set, refresh this long before
-            expiry instead of at half-life.
+            expiry instead of at half-life (600 to ``duration_seconds`` - 300).
     """
 
     arn: str
@@ -380,8 +390,9 @@ def _sts(t: _Table, base_dir: str) -> StsConfig:
         if endpoint is None:
             raise t.error("region", "required when endpoint_url is omitted (it picks sts.REGION.amazonaws.com)")
         region = "us-east-1"
-    elif endpoint is None and not _AWS_REGION.fullmatch(region):
-        raise t.error("region", "must be an AWS region such as eu-west-1 when endpoint_url is omitted")
+    elif endpoint is None and not (_AWS_REGION.fullmatch(region) or region == GLOBAL_REGION):
+        raise t.error("region", f"must be an AWS region such as eu-west-1 (or {GLOBAL_REGION} for "
+                                "sts.amazonaws.com) when endpoint_url is omitted")
     timeout = t.values.get("timeout_seconds", 10.0)
     if type(timeout) not in (int, float) or not 0 < timeout <= 300:
         raise t.error("timeout_seconds", "must be a number of seconds above 0 and at most 300")
@@ -497,8 +508,19 @@ def _role(t: _Table, hostname: str | None) -> RoleConfig:
         tags=_tags(t),
         source_identity=t.string("source_identity", pattern=_SOURCE_IDENTITY,
                                  reason="must be 2-256 characters of letters, digits and +=,.@_-"),
-        refresh_before_expiry_seconds=t.integer("refresh_before_expiry_seconds", 300, duration - 300),
+        refresh_before_expiry_seconds=_refresh_lead(t, duration),
     )
+
+
+def _refresh_lead(t: _Table, duration: int) -> int | None:
+    """``refresh_before_expiry_seconds``: from 600 (botocore's own refresh window: ``rotation``
+    would raise anything shorter to it anyway) to ``duration_seconds`` - 300."""
+    low, high = MIN_REFRESH_LEAD, duration - 300
+    value = t.values.get("refresh_before_expiry_seconds")
+    if value is not None and (type(value) is not int or not low <= value <= high):
+        raise t.error("refresh_before_expiry_seconds", f"must be an integer from {low} to {high} "
+                      f"(botocore refreshes by itself in the last {low // 60} minutes)")
+    return value
 
 
 def _refuse_for_web_identity(t: _Table) -> None:

@@ -11,8 +11,12 @@ client's half-close, within ``REQUEST_TIMEOUT`` seconds; anything else gets
 ``{"error": ...}``. At most ``MAX_CONNECTIONS`` are served at once (the rest
 wait in the listen backlog). The socket file is 0600 (a user's agent) or 0660
 with group ``rolecall`` (the system service, when that group exists and is ours
-or we are root); a parent directory we create is 0700 (0750 with the group). A
-stale socket file left by a dead agent is replaced; a live one is an error.
+or we are root); a parent directory we create is 0700 (0750 with the group). The
+group is set with ``chown`` only when the file does not already have it (under
+``DynamicUser``/``Group=rolecall`` it does, and the unit's seccomp filter refuses
+``chown``); when setting it is refused, the file stays private (0600, a directory
+0700) and one warning says so. A stale socket file left by a dead agent is
+replaced; a live one is an error.
 
 Client side (the CLI, synchronous, stdlib only): ``request(path, {"op": ...})``.
 """
@@ -73,12 +77,29 @@ def socket_permissions(euid: int | None = None, egid: int | None = None) -> tupl
     return 0o600, None
 
 
+def _set_group(path: Path, gid: int) -> bool:
+    """Give ``path`` the group ``gid`` unless it has it already; False when that is refused.
+
+    ``chown`` is left out when not needed: the agent's unit filters it out with
+    ``SystemCallFilter=~@privileged`` (EPERM), and under ``Group=rolecall`` new
+    files already carry the group.
+    """
+    if os.stat(path).st_gid == gid:
+        return True
+    try:
+        os.chown(path, -1, gid)
+    except PermissionError as exc:
+        log.warning("cannot give %s the group %s (%s): it stays private to the agent's user", path, GROUP,
+                    exc.strerror or type(exc).__name__)
+        return False
+    return True
+
+
 def _prepare_directory(directory: Path, gid: int | None) -> None:
     if directory.is_dir():
         return
-    directory.mkdir(mode=0o750 if gid is not None else 0o700, parents=True)
-    if gid is not None:
-        os.chown(directory, -1, gid)
+    directory.mkdir(mode=0o700, parents=True)
+    if gid is not None and _set_group(directory, gid):
         os.chmod(directory, 0o750)
 
 
@@ -114,8 +135,8 @@ def _bind(path: Path) -> socket.socket:
         raise OSError(exc.errno, f"cannot create the control socket {path}: {exc.strerror or exc}") from None
     finally:
         os.umask(old)
-    if gid is not None:
-        os.chown(path, -1, gid)
+    if gid is not None and not _set_group(path, gid):
+        mode = 0o600
     os.chmod(path, mode)
     sock.listen(64)
     sock.setblocking(False)

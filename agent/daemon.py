@@ -2,7 +2,10 @@
 
 Theory of operation
 -------------------
-``run_agent(config)`` opens ONE nursery and starts, in this order:
+``run_agent(config)`` first lifts the soft open-file limit to the hard one
+(``raise_open_file_limit``: the metadata server holds up to
+``METADATA_LIMITS.max_connections`` connections), then opens ONE nursery and
+starts, in this order:
 
 1. the metadata server on the sockets systemd passed (``LISTEN_FDS``) when there
    are any, else on ``[metadata] listen``; one ``listening on http://H:P`` line
@@ -32,8 +35,10 @@ needs a restart (``[sts]``, ``[metadata]``, ``[container]``, the control socket,
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -50,11 +55,12 @@ from wire.clock import SystemClock, WallClock, iso_z
 from wire.listeners import inherited_listeners, open_tcp_listeners
 from wire.serve import Server
 
-__all__ = ["AgentHandle", "SHUTDOWN_GRACE", "run_agent", "status_document"]
+__all__ = ["AgentHandle", "SHUTDOWN_GRACE", "raise_open_file_limit", "run_agent", "status_document"]
 
 log = logging.getLogger("rolecall.agent")
 
 SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get to finish on SIGTERM
+FD_HEADROOM = 1024  # open files beyond the metadata server's connections: STS, control socket, logs...
 STATUS_INTERVAL = 5.0  # seconds between STATUS= updates to systemd (only when changed)
 
 
@@ -94,7 +100,8 @@ class _Fetcher:
         self.served_arn = config.role.arn
         self.client = StsClient(config.sts.endpoint_url, config.sts.region, clock=wall_clock,
                                 timeout=config.sts.timeout_seconds, transport=transport,
-                                verify=config.sts.ca_bundle or True, max_attempts=2)
+                                verify=config.sts.ca_bundle or True, max_attempts=2,
+                                global_endpoint=config.sts.global_endpoint)
 
     async def fetch(self) -> RoleCredentials:
         role = self.role
@@ -272,10 +279,36 @@ class _Agent:
         old = self.config
         self.config = _reload(old, self.fetcher) or old
         if self.config.role.arn != old.role.arn:
-            self.nursery.start_soon(self.rotator.refresh_now)  # serve the new role at once
+            # serve the new role at once: not from an attempt already in flight for the old one
+            self.nursery.start_soon(partial(self.rotator.refresh_now, changed=True))
         if self.config is not old and self.rotator.ready.is_set():
             self.notifier.notify("RELOADING=1")
             self.notifier.ready(self._status_line())
+
+
+def raise_open_file_limit(needed: int = METADATA_LIMITS.max_connections + FD_HEADROOM) -> int:
+    """Lift the soft ``RLIMIT_NOFILE`` to the hard limit, so the metadata server can hold its connections.
+
+    The soft limit is often 1024 while the metadata server serves up to
+    ``METADATA_LIMITS.max_connections`` at once; past the limit ``accept`` fails
+    with EMFILE. One warning line when the result is below ``needed``.
+
+    Returns:
+        The soft limit in force afterwards.
+    """
+    infinity = resource.RLIM_INFINITY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != infinity else max(soft, needed)
+    if soft != infinity and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.debug("cannot raise the open-file limit to %d: %s", target, exc)
+    if soft != infinity and soft < needed:
+        log.warning("open-file limit is %d, below the %d the metadata server may need (%d connections + "
+                    "headroom): raise LimitNOFILE= (ulimit -n)", soft, needed, METADATA_LIMITS.max_connections)
+    return soft
 
 
 async def _listen(addresses) -> list[trio.SocketListener]:
@@ -305,6 +338,7 @@ async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(
         agent.control.ControlError: another agent owns the control socket.
         agent.errors.SourceError: the credential source is unusable at start.
     """
+    raise_open_file_limit()
     if inherited is None:
         inherited = inherited_listeners()
     agent = _Agent(config, wall_clock, transport, notifier or Notifier())

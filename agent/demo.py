@@ -16,6 +16,13 @@ backend; they meet over HTTP as any client would):
 JSON file of mode 0600 in the data directory; later runs ``load`` it. The
 device is enabled with the codes of the two previous 30-second steps, so the
 current code works at once for a first ``mfa login``.
+
+Seeding is idempotent, so a run interrupted before the file was written (Ctrl-C,
+a crash, a failed call) is finished by the next one: users and roles that exist
+are reused (the roles' trust and permissions written again), and what only the
+lost file knew is made anew — each user's access keys (every old key is deleted
+first: its secret is gone, and IAM allows two keys per user) and the MFA device
+(deactivated and deleted, then created and enabled again with a new seed).
 """
 
 from __future__ import annotations
@@ -46,7 +53,15 @@ _EVERYTHING = {"Effect": "Allow", "Action": "*", "Resource": "*"}
 
 
 class DemoError(Exception):
-    """The demo account could not be created or read (one line, no secret)."""
+    """The demo account could not be created or read (one line, no secret).
+
+    Attributes:
+        code: AWS's error code when IAM refused a call (``EntityAlreadyExists``...), else None.
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -114,7 +129,7 @@ class _Iam:
         try:
             if response.status_code != 200:
                 code, message, _ = parse_error(response.content)
-                raise DemoError(f"IAM {action}: {code}: {message}")
+                raise DemoError(f"IAM {action}: {code}: {message}", code)
             return parse_response(response.content, action)
         except QueryError as exc:
             raise DemoError(f"IAM {action}: unreadable answer (HTTP {response.status_code}): {exc}") from None
@@ -131,21 +146,62 @@ def _trust(principals: list[str], *, mfa: bool = False) -> str:
     return _policy(statement)
 
 
+def _members(result: dict, name: str) -> list[dict]:
+    """A list member of a parsed IAM result (an empty list arrives as ``""``)."""
+    value = result.get(name)
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _exists(exc: DemoError) -> bool:
+    return exc.code == "EntityAlreadyExists"
+
+
 async def _user_with_key(iam: _Iam, name: str) -> tuple[str, Keys]:
-    arn = (await iam.call("CreateUser", UserName=name))["User"]["Arn"]
+    """The user (created, or reused from an interrupted run) and a new access key of theirs."""
+    try:
+        arn = (await iam.call("CreateUser", UserName=name))["User"]["Arn"]
+    except DemoError as exc:
+        if not _exists(exc):
+            raise
+        arn = (await iam.call("GetUser", UserName=name))["User"]["Arn"]
+        for old in _members(await iam.call("ListAccessKeys", UserName=name), "AccessKeyMetadata"):
+            await iam.call("DeleteAccessKey", UserName=name, AccessKeyId=old["AccessKeyId"])
     key = (await iam.call("CreateAccessKey", UserName=name))["AccessKey"]
     return arn, Keys(key["AccessKeyId"], key["SecretAccessKey"])
 
 
 async def _role(iam: _Iam, name: str, trust: str, policy: str) -> str:
-    arn = (await iam.call("CreateRole", RoleName=name, AssumeRolePolicyDocument=trust,
-                          MaxSessionDuration="43200"))["Role"]["Arn"]
+    try:
+        arn = (await iam.call("CreateRole", RoleName=name, AssumeRolePolicyDocument=trust,
+                              MaxSessionDuration="43200"))["Role"]["Arn"]
+    except DemoError as exc:
+        if not _exists(exc):
+            raise
+        arn = (await iam.call("GetRole", RoleName=name))["Role"]["Arn"]
+        await iam.call("UpdateAssumeRolePolicy", RoleName=name, PolicyDocument=trust)
     await iam.call("PutRolePolicy", RoleName=name, PolicyName="demo", PolicyDocument=policy)
     return arn
 
 
+async def _remove_mfa_device(iam: _Iam, name: str) -> None:
+    """Deactivate and delete the virtual device ``name`` (its seed was lost with an interrupted run)."""
+    for device in _members(await iam.call("ListVirtualMFADevices"), "VirtualMFADevices"):
+        serial = device.get("SerialNumber", "")
+        if not serial.endswith(f":mfa/{name}"):
+            continue
+        if isinstance(device.get("User"), dict):
+            await iam.call("DeactivateMFADevice", UserName=device["User"]["UserName"], SerialNumber=serial)
+        await iam.call("DeleteVirtualMFADevice", SerialNumber=serial)
+
+
 async def _mfa_device(iam: _Iam, clock: WallClock) -> tuple[str, str]:
-    device = (await iam.call("CreateVirtualMFADevice", VirtualMFADeviceName=DEMO_USER))["VirtualMFADevice"]
+    try:
+        device = (await iam.call("CreateVirtualMFADevice", VirtualMFADeviceName=DEMO_USER))["VirtualMFADevice"]
+    except DemoError as exc:
+        if not _exists(exc):
+            raise
+        await _remove_mfa_device(iam, DEMO_USER)
+        device = (await iam.call("CreateVirtualMFADevice", VirtualMFADeviceName=DEMO_USER))["VirtualMFADevice"]
     serial, seed = device["SerialNumber"], base64.b64decode(device["Base32StringSeed"]).decode("ascii")
     totp, now = pyotp.TOTP(seed), clock.now()
     code1, code2 = (totp.at(now - dt.timedelta(seconds=totp.interval * back)) for back in (2, 1))
@@ -155,7 +211,10 @@ async def _mfa_device(iam: _Iam, clock: WallClock) -> tuple[str, str]:
 
 
 async def seed_demo(endpoint: str, admin: Keys, clock: WallClock, *, transport=None) -> DemoAccount:
-    """Create the demo users and roles on a fresh backend; return what was made.
+    """Create the demo users and roles (or finish an interrupted seeding); return what was made.
+
+    Safe to run again on a backend where a previous run stopped part-way: see the
+    module's description. Every access key and the MFA seed returned are new.
 
     Args:
         endpoint: the backend's IAM endpoint (``http://127.0.0.1:8900``).
@@ -166,7 +225,8 @@ async def seed_demo(endpoint: str, admin: Keys, clock: WallClock, *, transport=N
     Raises:
         DemoError: any IAM call failed.
     """
-    async with httpx.AsyncClient(transport=transport, timeout=10.0) as client:
+    # trust_env off: the backend is on loopback, and no HTTP_PROXY may see the keys it answers with
+    async with httpx.AsyncClient(transport=transport, timeout=10.0, trust_env=False) as client:
         iam = _Iam(client, endpoint, admin, clock)
         agent_arn, agent = await _user_with_key(iam, AGENT_USER)
         demo_arn, demo = await _user_with_key(iam, DEMO_USER)

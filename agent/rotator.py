@@ -16,7 +16,11 @@ the AWS error code, never a secret.
 # One task, ``run``, does every fetch; nothing else ever calls ``fetch``. That
 # alone gives invariant 5 (one STS call at a time): ``refresh_now`` and
 # ``ensure_fresh`` only ask the loop for an attempt and wait on that attempt's
-# completion event, so any number of concurrent callers share one fetch.
+# completion event, so any number of concurrent callers share one fetch. A
+# caller whose request changed (``refresh_now(changed=True)``: a reload named
+# another role) must not share an attempt that began before the change: a
+# generation counter, bumped by such a call and recorded by each attempt at its
+# start, makes the loop attempt again as soon as the stale one ends.
 #
 # The loop, on every wake:
 #   1. look at both clocks; if the wall clock moved more than the monotonic one
@@ -24,7 +28,8 @@ the AWS error code, never a secret.
 #      deadline from the wall-clock refresh point and, when failing, retry now;
 #   2. drop the held credentials once they are no longer serveable (wall clock);
 #   3. attempt a fetch when the monotonic deadline has passed (or a caller asked
-#      and we are not backing off); on success install and schedule the next
+#      and we are not backing off, or the request changed since the last
+#      attempt began, backing off or not); on success install and schedule the next
 #      refresh (policy.refresh_at), on failure schedule a retry
 #      (policy.retry_delay), keeping whatever serveable credentials are held;
 #   4. otherwise sleep on trio's clock until the deadline or the drop point, but
@@ -126,6 +131,9 @@ class Rotator:
         self.ready = trio.Event()  # set once, when the first credentials are held
         self._held: RoleCredentials | None = None
         self._failures, self._requested = 0, False  # failed attempts in a row; a caller asked for one
+        # Bumped by refresh_now(changed=True) (a reload changed what fetch() asks for); an attempt
+        # records the value it started under, so one begun before the change does not count for it.
+        self._generation = self._settled = 0
         self._last_refresh: _dt.datetime | None = None
         self._last_error: str | None = None
         self._target_wall: _dt.datetime | None = None  # the next attempt, by the wall clock ...
@@ -147,21 +155,32 @@ class Rotator:
         return RotatorStatus(held is not None, self._role_arn, held and held.access_key_id, held and held.expiration,
                              self._last_refresh, self._target_wall, self._last_error)
 
-    async def refresh_now(self) -> RoleCredentials | None:
+    async def refresh_now(self, *, changed: bool = False) -> RoleCredentials | None:
         """Ask for an attempt as soon as the policy allows, and wait for it.
 
         Joins the attempt in flight if there is one; otherwise the loop attempts at
         once, unless it is backing off after failures, in which case this waits for
         the scheduled retry. Needs ``run`` to be running.
 
+        Args:
+            changed: what ``fetch`` asks for has changed (a reload: another role).
+                An attempt in flight started with the old request, so it is not
+                joined: a new attempt starts as soon as it ends (and at once even
+                while backing off, since the failures were the old request's),
+                and this waits for that one.
+
         Returns:
             ``current()`` after that attempt (None if nothing serveable is held).
         """
-        done = self._done
+        if changed:
+            self._generation += 1
+        wanted = self._generation
         self._requested = True
         self._kick.set()
-        await done.wait()
-        return self.current()
+        while True:
+            await self._done.wait()
+            if self._settled >= wanted:
+                return self.current()
 
     async def ensure_fresh(self) -> RoleCredentials | None:
         """Serveable credentials, refreshing first only if that is due and not failing.
@@ -196,7 +215,8 @@ class Rotator:
             await self._sleep()
 
     def _due(self) -> bool:
-        return trio.current_time() >= self._target_mono or (self._requested and not self._failures)
+        return (trio.current_time() >= self._target_mono or self._settled < self._generation
+                or (self._requested and not self._failures))
 
     async def _sleep(self) -> None:
         deadline = self._target_mono
@@ -235,7 +255,7 @@ class Rotator:
     # ---- one attempt -----------------------------------------------------------------
 
     async def _attempt(self) -> None:
-        done = self._done
+        done, generation = self._done, self._generation
         try:
             try:
                 fetched = await self._fetch_guarded()
@@ -249,6 +269,7 @@ class Rotator:
                 self._install(fetched)
         finally:
             self._requested = False
+            self._settled = generation  # a change during this attempt leaves _settled behind: _due() at once
             self._done = trio.Event()
             done.set()
 

@@ -30,6 +30,7 @@ here logs or raises a secret: messages name fields, never their values.
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import logging
 import random as _random
 import re
@@ -55,6 +56,7 @@ __all__ = [
     "StsClient",
     "StsCredentials",
     "StsEndpoint",
+    "is_loopback_url",
     "parse_expiration",
     "resolve_endpoint",
 ]
@@ -160,7 +162,8 @@ def resolve_endpoint(endpoint_url: str | None, region: str | None, *, global_end
     """Where STS calls go, and the signing region (sdk-clients.md §8).
 
     Args:
-        endpoint_url: used as given when set (signed for ``region``, default us-east-1).
+        endpoint_url: used as given when set (signed for ``region``; us-east-1 when
+            that is None or ``aws-global``).
         region: the AWS region; None (or ``aws-global``) means the global endpoint.
         global_endpoint: use ``https://sts.amazonaws.com`` (signed for
             us-east-1) instead of the regional one; China regions have none.
@@ -172,13 +175,31 @@ def resolve_endpoint(endpoint_url: str | None, region: str | None, *, global_end
         ValueError: no ``endpoint_url`` and a region that is not an AWS region name.
     """
     if endpoint_url:
-        return StsEndpoint(endpoint_url, region or "us-east-1")
+        return StsEndpoint(endpoint_url, "us-east-1" if region in (None, "aws-global") else region)
     if region is None or region == "aws-global" or (global_endpoint and not region.startswith("cn-")):
         return StsEndpoint(GLOBAL_ENDPOINT, "us-east-1")
     if not _AWS_REGION.fullmatch(region):
         raise ValueError(f"region {region!r} is not an AWS region name such as eu-west-1")
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return StsEndpoint(f"https://sts.{region}.{suffix}", region)
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url``'s host is this machine: ``localhost``, 127.0.0.0/8 or ``::1``.
+
+    Such endpoints are reached directly, whatever ``HTTP_PROXY``/``HTTPS_PROXY``/
+    ``ALL_PROXY`` say (``NO_PROXY`` need not list them).
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def parse_expiration(text: str) -> _dt.datetime:
@@ -258,9 +279,12 @@ class StsClient:
         self.max_attempts = max_attempts
         self._clock, self._sleep, self._random = clock, sleep, random
         self._backoff = (backoff_base, backoff_cap)
+        # Proxies from the environment (HTTP_PROXY...) serve remote endpoints (a corporate
+        # network's way out to AWS), never a loopback one: the answers carry secrets.
         self._http = httpx.AsyncClient(transport=transport, verify=_ssl_context(verify),
                                        timeout=httpx.Timeout(timeout), follow_redirects=False,
-                                       headers={"User-Agent": "rolecall-agent"})
+                                       headers={"User-Agent": "rolecall-agent"},
+                                       trust_env=not is_loopback_url(self.endpoint.url))
 
     def __repr__(self) -> str:
         return f"StsClient({self.endpoint.url!r}, region={self.endpoint.region!r})"

@@ -29,7 +29,6 @@ Exit status 0 when measured (whatever the figures) or skipped with a reason
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import os
 import resource
@@ -76,10 +75,9 @@ def serve_metadata_server(port: int) -> None:
     now = SystemClock().now().replace(microsecond=0)
     creds = RoleCredentials(ROLE, "ASIA" + "X" * 16, "s" * 40, "t" * 600, now + dt.timedelta(hours=6), now,
                             "123456789012")  # fmt: skip
-    # the production cap (4096) would leave most of the 10,000 idle clients in the kernel backlog
-    limits = dataclasses.replace(METADATA_LIMITS, max_connections=2 * NOFILE)
+    # the production limits as shipped: max_connections (16384) holds the 10,000 idle clients
     config = MetadataConfig(listen=(f"{HOST}:{port}",))
-    trio.run(lambda: serve_metadata(config, SimpleHolder(creds), SystemClock(), limits=limits))
+    trio.run(lambda: serve_metadata(config, SimpleHolder(creds), SystemClock(), limits=METADATA_LIMITS))
 
 
 # -- processes --------------------------------------------------------------------------

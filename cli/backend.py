@@ -3,17 +3,23 @@
     rolecall backend init --data-dir D [--account-id N]
     rolecall backend serve --data-dir D [--listen H:P] [--tls-cert F --tls-key F] [--insecure-http]
     rolecall backend rotate-token-key --data-dir D
+    rolecall backend quotas --data-dir D
+    rolecall backend set-quota --data-dir D NAME VALUE
 
 ``init`` prints the bootstrap administrator's keys once, as one JSON object.
 ``serve`` logs ``listening on http://H:P`` once bound and exits 0 on SIGTERM/SIGINT.
 ``rotate-token-key`` adds a new session-token key; tokens sealed under older keys
 keep verifying until they expire (a running server picks the key up on its own).
+``quotas`` prints every quota in force (stored override or default) as one JSON
+object; ``set-quota`` overrides one of them (e.g. ``RolesPerAccount 500``), which a
+running server applies from its next call.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import ssl
 from pathlib import Path
 
@@ -45,6 +51,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     rotate = sub.add_parser("rotate-token-key", help="add a new session-token sealing key")
     rotate.add_argument("--data-dir", required=True)
     rotate.set_defaults(run=_rotate)
+
+    quotas = sub.add_parser("quotas", help="print the account's quotas as JSON")
+    quotas.add_argument("--data-dir", required=True)
+    quotas.set_defaults(run=_quotas)
+
+    set_quota = sub.add_parser("set-quota", help="override one quota (e.g. RolesPerAccount 500)")
+    set_quota.add_argument("--data-dir", required=True)
+    set_quota.add_argument("name", metavar="NAME", help="a quota name, as `rolecall backend quotas` lists them")
+    set_quota.add_argument("value", metavar="VALUE", help="a positive integer")
+    set_quota.set_defaults(run=_set_quota)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -107,4 +123,33 @@ def _rotate(args: argparse.Namespace) -> int:
     with _open_store(args.data_dir) as store:
         key_id = store.add_token_key()
     print(json.dumps({"TokenKeyId": key_id}))
+    return 0
+
+
+MAX_QUOTA = 2**31 - 1
+
+
+def _quotas(args: argparse.Namespace) -> int:
+    from sts_backend.store_core import DEFAULT_QUOTAS
+
+    with _open_store(args.data_dir) as store:
+        print(json.dumps({name: store.quota(name) for name in DEFAULT_QUOTAS}))
+    return 0
+
+
+def _set_quota(args: argparse.Namespace) -> int:
+    from sts_backend.store_core import DEFAULT_QUOTAS
+
+    if args.name not in DEFAULT_QUOTAS:
+        raise CliError(f"backend set-quota: unknown quota {args.name!r} (one of: {', '.join(DEFAULT_QUOTAS)})")
+    text = args.value.strip()
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_QUOTA):
+        raise CliError(f"backend set-quota: {args.name} must be an integer from 1 to {MAX_QUOTA}, "
+                       f"not {args.value!r}")
+    with _open_store(args.data_dir) as store:
+        try:
+            store.set_quota(args.name, int(text))
+        except sqlite3.OperationalError as exc:   # the write lock stayed busy past the timeout
+            raise CliError(f"backend set-quota: the database is busy, try again ({exc})") from None
+        print(json.dumps({args.name: store.quota(args.name)}))
     return 0

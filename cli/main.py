@@ -74,4 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m cli.main`: dispatch through the imported module so that the
+    # CliError the command modules raise is the class the edge above catches.
+    from cli.main import main as _main
+
+    sys.exit(_main())

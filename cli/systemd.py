@@ -7,7 +7,9 @@ else ``shutil.which("rolecall")``, else ``sys.argv[0]`` resolved). System units 
 (loopback socket only, no link-local unit, sandboxing a user manager can apply, paths
 under ``%E``/``%S``) to ``~/.config/systemd/user``. Nothing else is touched: the agent's
 configuration stays the operator's to write (``systemd/agent.toml.example``). Each file
-written is printed, then the commands that enable the units.
+written is printed, then the commands that enable the units: the socket and the
+service both, so the agent starts at boot and holds credentials before the first
+request (the socket's ``Also=`` does the same for ``enable`` of the socket alone).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from cli.main import CliError
 
-__all__ = ["SYSTEM_UNITS", "USER_UNITS", "register", "render", "template_dir"]
+__all__ = ["ENABLE_UNITS", "SYSTEM_UNITS", "USER_UNITS", "register", "render", "template_dir"]
 
 SYSTEM_UNITS = ("rolecall-agent.service", "rolecall-agent.socket", "rolecall-link-local.service",
                 "rolecall-backend.service")
@@ -34,6 +36,9 @@ _SYSTEM_ONLY = frozenset({
     "ProtectClock", "ProtectHostname", "ProtectProc", "ProcSubset", "RemoveIPC", "KeyringMode",
     "DevicePolicy", "IPAddressDeny", "IPAddressAllow", "LoadCredential", "FreeBind",
 })
+# Enabled together: the service starts at boot (prefetching credentials before any
+# request), not on the first connection to the socket.
+ENABLE_UNITS = ("rolecall-agent.socket", "rolecall-agent.service")
 _NOT_IN_USER_MANAGER = frozenset({"rolecall-link-local.service", "network-online.target", "network-pre.target"})
 _DEPENDENCIES = frozenset({"After", "Before", "Wants", "Requires", "WantedBy"})
 _USER_PATHS = (
@@ -112,7 +117,7 @@ def _next_steps(user: bool, executable: str, source: Path) -> None:
     scope = "systemctl --user" if user else "systemctl"
     config = "~/.config/rolecall/agent.toml" if user else "/etc/rolecall/agent.toml"
     print(f"next: write {config} (example: {source / 'agent.toml.example'}), then "
-          f"`{scope} daemon-reload && {scope} enable --now rolecall-agent.socket`")
+          f"`{scope} daemon-reload && {scope} enable --now {' '.join(ENABLE_UNITS)}`")
     if not user and executable.startswith(("/home/", "/root/")):
         print(f"warning: {executable} is under /home or /root, which ProtectHome=yes hides from the "
               "services; install rolecall outside them (e.g. /opt or /usr/local)", file=sys.stderr)

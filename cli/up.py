@@ -9,8 +9,10 @@ server listens on ``--imds-listen``. The data directory (default
 ``$XDG_DATA_HOME/rolecall/up``, else ``~/.local/share/rolecall/up``) is created
 on the first run — the backend's state under ``backend/``, the bootstrap
 administrator in ``admin.json``, the demo account (``agent.demo``) in
-``demo.json``, all 0600 — and reused after. Each run writes ``agent.toml`` and
-``agent-secret`` (0600) there for the embedded agent.
+``demo.json``, all 0600 — and reused after. ``demo.json`` is written only once
+the demo account is complete; a run interrupted before that (Ctrl-C, a failed
+call) is finished by the next one, whose seeding reuses what exists. Each run
+writes ``agent.toml`` and ``agent-secret`` (0600) there for the embedded agent.
 
 Once the agent holds its first credentials, stdout gets only ``export K=V``
 lines (flushed), with the real ports when a port was 0; logs go to stderr.
@@ -119,13 +121,25 @@ def _control_socket(data_dir: Path) -> str:
 
 
 async def _demo_account(data_dir: Path, sts_url: str, admin):
-    from agent.demo import DemoAccount, seed_demo
+    """The demo account from ``demo.json``; created first when the file is missing.
+
+    ``demo.json`` is written (atomically) only once seeding is complete, and
+    seeding finishes what an interrupted earlier run began (``agent.demo``).
+    """
+    from agent.demo import DemoAccount, DemoError, seed_demo
     from wire.clock import SystemClock
 
     path = data_dir / "demo.json"
     if path.exists():
-        return DemoAccount.load(path)
-    account = await seed_demo(sts_url, admin, SystemClock())
+        try:
+            return DemoAccount.load(path)
+        except DemoError as exc:
+            raise CliError(f"up: {exc}; remove it and run again to re-create the demo account") from None
+    try:
+        account = await seed_demo(sts_url, admin, SystemClock())
+    except DemoError as exc:
+        raise CliError(f"up: demo account in {data_dir} is incomplete ({exc}); run again, or remove "
+                       f"{data_dir} to start afresh") from None
     account.save(path)
     log.info("demo account %s: role %s (served), user demo with MFA device %s, role %s (MFA only); "
              "keys and MFA seed in %s", account.account_id, account.role_arn, account.mfa_serial,

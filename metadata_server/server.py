@@ -26,14 +26,18 @@ from wire.serve import Server
 __all__ = ["METADATA_LIMITS", "container_uri", "serve_container", "serve_metadata"]
 
 # IMDS requests are a line and a few headers; nothing legitimate has a body
-# beyond a few bytes, and SDKs give up after one second.
+# beyond a few bytes, and SDKs give up after one second. A host's SDK clients may
+# keep many keep-alive connections open: an idle one costs about 8 KiB (bench/imds.py),
+# so 16384 of them about 125 MiB. The agent raises its open-file limit to hold them
+# (``LimitNOFILE=`` in rolecall-agent.service); beyond the cap, new connections
+# wait in the kernel's listen backlog.
 METADATA_LIMITS = Limits(
     max_target_bytes=2048,
     max_header_bytes=8192,
     max_body_bytes=4096,
     request_timeout=5.0,
     idle_timeout=60.0,
-    max_connections=4096,
+    max_connections=16384,
 )
 
 

@@ -1,10 +1,17 @@
 """I/O adapter: the backend app on the shared serving layer, with TLS and signals.
 
 ``run(backend, ["127.0.0.1:8900"], ssl_context=...)`` binds the listeners, wraps
-them in TLS when given a context, serves ``Backend.handle`` with
-``wire.serve.Server`` and logs one ``listening on http(s)://H:P`` line per bound
-address once connections are accepted. SIGTERM or SIGINT shuts the server down
-gracefully (requests in progress finish) and ``run`` returns.
+them in TLS when given a context, serves the backend with ``wire.serve.Server``
+and logs one ``listening on http(s)://H:P`` line per bound address once
+connections are accepted. SIGTERM or SIGINT shuts the server down gracefully
+(requests in progress finish) and ``run`` returns.
+
+A ``Backend`` is served through its async ``__call__``, so SQLite never makes the
+event loop wait (writes run in one worker thread, reads on a read-only
+connection that never waits for a lock: see ``sts_backend.app``); its read lane
+is closed when serving ends. The layer's own refusals (malformed HTTP, sizes,
+timeouts, a failed handler) are AWS ``ErrorResponse`` XML with an
+``x-amzn-RequestId`` like every other answer (``app.layer_error_response``).
 
 Plain HTTP on an address that is not loopback is refused (``check_listen``)
 unless the operator says ``--insecure-http``: access keys' signatures, secrets
@@ -23,6 +30,7 @@ from typing import Any
 
 import trio
 
+from sts_backend.app import Backend, layer_error_response
 from wire.http import Limits
 from wire.listeners import format_address, open_tcp_listeners, parse_address
 from wire.serve import Server
@@ -89,22 +97,26 @@ async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl
     if ssl_context is not None:
         # Handshake on first read; the serving layer finds the socket under the TLS stream.
         listeners = [trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in listeners]
-    server = Server(handler, limits=LIMITS, shutdown_grace=10.0)
+    server = Server(handler, limits=LIMITS, shutdown_grace=10.0, error_response=layer_error_response)
     # Signals are caught before "listening on" is logged, so a prompt SIGTERM still ends gracefully.
     watch = trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) if stop is None else contextlib.nullcontext()
-    with watch as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve, listeners)
-            for url in urls:
-                log.info("listening on %s", url)
-            task_status.started(urls)
-            if signals is None:
-                await stop.wait()
-            else:
-                async for signum in signals:
-                    log.info("%s: shutting down", signal.Signals(signum).name)
-                    break
-            server.shutdown()
+    try:
+        with watch as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.serve, listeners)
+                for url in urls:
+                    log.info("listening on %s", url)
+                task_status.started(urls)
+                if signals is None:
+                    await stop.wait()
+                else:
+                    async for signum in signals:
+                        log.info("%s: shutting down", signal.Signals(signum).name)
+                        break
+                server.shutdown()
+    finally:
+        if isinstance(handler, Backend):
+            handler.close()   # no request is in progress any more: the nursery has exited
 
 
 def run(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl.SSLContext | None = None) -> None:

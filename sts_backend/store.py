@@ -23,7 +23,15 @@ changes (``PRAGMA data_version`` for other processes' commits, a counter for our
 
 ``record_key_use`` is buffered in memory and written at most once a minute, on
 ``GetAccessKeyLastUsed`` and on ``close``: a crash loses at most a minute of
-last-used bookkeeping, never anything else. A ``Store`` is used from one thread.
+last-used bookkeeping, never anything else.
+
+Threads: a ``Store`` (one connection, opened with ``check_same_thread=False``) is
+used by one thread at a time, never concurrently: the backend's write lane runs
+it in one worker thread at a time (``app.Backend``). ``reader()`` opens a second
+``Store`` on the same file for the backend's read lane: its connection refuses
+writes (``PRAGMA query_only``) and never waits for a lock (WAL lets it read while
+the first one waits for or holds the write lock); the key uses it records go into
+the first store's buffer (under a lock), which only the first store writes.
 
 Nothing secret (key secrets, MFA seeds, token keys) is logged or put in an
 exception message or repr.
@@ -35,6 +43,7 @@ import datetime as dt
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +80,8 @@ class Store(StoreMfa):
         self._account_id = row[0]
         self._key_cache: tuple[tuple[int, int], tuple[int, dict[int, bytes]]] | None = None
         self._key_use: dict[str, tuple[str, str, dt.datetime]] = {}
+        self._key_use_lock = threading.Lock()  # the buffer is shared with reader() stores
+        self._key_use_writer = True            # False for reader(): it never flushes
         self._key_use_flushed = time.monotonic()
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -117,6 +128,23 @@ class Store(StoreMfa):
         if not path.is_file():
             raise StoreError(f"{data_dir} is not initialised (run `rolecall backend init --data-dir {data_dir}`)")
         return cls(_connect(path), path, clock or SystemClock())
+
+    def reader(self) -> Store:
+        """A second, read-only ``Store`` on this database, for use in another thread.
+
+        Its connection refuses writes (``PRAGMA query_only``: a write raises
+        ``sqlite3.OperationalError``) and never waits (busy timeout 0: in WAL mode
+        a reader is not blocked by the writer; a rare SQLITE_BUSY, e.g. during
+        another process's crash recovery, raises at once). It does not migrate:
+        this store did. Key uses it records are buffered here and flushed by this
+        store. Close it before this one.
+
+        Raises:
+            StoreError: the database cannot be opened again.
+        """
+        other = Store(_connect(self.path, reader=True), self.path, self._clock)
+        other._key_use, other._key_use_lock, other._key_use_writer = self._key_use, self._key_use_lock, False
+        return other
 
     def close(self) -> None:
         """Flush buffered key-use records and close the connection."""
@@ -251,40 +279,67 @@ class Store(StoreMfa):
 
     def record_key_use(self, access_key_id: str, service: str, region: str, when: dt.datetime) -> None:
         """Note a long-term key's use; buffered, flushed at most once a minute."""
-        previous = self._key_use.get(access_key_id)
-        if previous is None or previous[2] <= when:
-            self._key_use[access_key_id] = (service, region, when)
-        if time.monotonic() - self._key_use_flushed >= KEY_USE_FLUSH_SECONDS:
+        with self._key_use_lock:
+            _keep_latest(self._key_use, access_key_id, (service, region, when))
+        if self.key_use_flush_due():
             self.flush_key_use()
 
+    def key_use_flush_due(self) -> bool:
+        """True when this store holds key uses older than the flush interval (False for a reader)."""
+        return (self._key_use_writer and bool(self._key_use)
+                and time.monotonic() - self._key_use_flushed >= KEY_USE_FLUSH_SECONDS)
+
     def flush_key_use(self) -> None:
-        """Write buffered key uses now (kept for the next try if the database is busy)."""
-        self._key_use_flushed = time.monotonic()
-        if not self._key_use:
+        """Write buffered key uses now (kept for the next try if the database is busy).
+
+        A ``reader()`` store never writes: its uses wait in the shared buffer."""
+        if not self._key_use_writer:
             return
-        rows = [(ts(when), service, region, akid, ts(when)) for akid, (service, region, when) in self._key_use.items()]
+        self._key_use_flushed = time.monotonic()
+        with self._key_use_lock:
+            pending = dict(self._key_use)
+            self._key_use.clear()
+        if not pending:
+            return
+        rows = [(ts(when), service, region, akid, ts(when)) for akid, (service, region, when) in pending.items()]
         try:
             with self._tx() as conn:
                 conn.executemany("UPDATE access_keys SET last_used = ?, last_service = ?, last_region = ? "
                                  "WHERE access_key_id = ? AND (last_used IS NULL OR last_used < ?)", rows)
         except sqlite3.OperationalError:
-            return
-        self._key_use.clear()
+            with self._key_use_lock:   # back into the buffer, unless a later use came in meanwhile
+                for akid, use in pending.items():
+                    _keep_latest(self._key_use, akid, use)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open ``path`` with the store's pragmas and schema; files end up 0600."""
+def _keep_latest(buffer: dict[str, tuple[str, str, dt.datetime]], access_key_id: str,
+                 use: tuple[str, str, dt.datetime]) -> None:
+    previous = buffer.get(access_key_id)
+    if previous is None or previous[2] <= use[2]:
+        buffer[access_key_id] = use
+
+
+def _connect(path: Path, *, reader: bool = False) -> sqlite3.Connection:
+    """Open ``path`` with the store's pragmas and schema; files end up 0600.
+
+    ``reader``: a read-only connection that never waits for a lock (``Store.reader``).
+    """
     old_umask = os.umask(0o077)
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, cached_statements=256)
+        busy_ms = 0 if reader else BUSY_TIMEOUT_MS
+        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_ms / 1000, cached_statements=256,
+                               check_same_thread=False)  # one thread at a time, not always the same one
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"{path}: cannot use WAL journal mode (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
-            migrate(conn)
+            if reader:
+                conn.execute("PRAGMA query_only = ON")
+            else:
+                migrate(conn)
         except (sqlite3.DatabaseError, RuntimeError) as exc:
             conn.close()
             raise StoreError(f"{path}: {exc}") from exc

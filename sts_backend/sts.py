@@ -207,7 +207,9 @@ def _session_limits(p: dict, store: StsStore) -> tuple[str | None, tuple[str, ..
             raise ValidationError(f"1 validation error detected: Value '{policy}' at 'policy' failed to satisfy "
                                   f"constraint: Member must have length less than or equal to {SESSION_POLICY_CHARS}")
         parse_policy(policy, PolicyKind.IDENTITY)
-    arns = tuple(d["arn"] for d in p.get("PolicyArns") or () if "arn" in d)
+    # ``validation`` requires ``arn`` in every item; indexing (never filtering) keeps a
+    # missing one from silently dropping a restriction if that ever changed.
+    arns = tuple(d["arn"] for d in p.get("PolicyArns") or ())
     if len(arns) > MAX_POLICY_ARNS:
         raise ValidationError(f"1 validation error detected: Value '[{', '.join(arns)}]' at 'policyArns' failed "
                               f"to satisfy constraint: Member must have length less than or equal to {MAX_POLICY_ARNS}")

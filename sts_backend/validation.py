@@ -26,7 +26,10 @@ reported once, at the list, with every constraint of its member shape
 (``Value '[a, b]' at 'transitiveTagKeys' failed to satisfy constraint: Member
 must satisfy constraint: [Member must have length less than or equal to 128,
 ...]``); maps say ``Map keys``/``Map value must satisfy constraint``. Missing
-required members read ``Value null at 'roleArn' ... Member must not be null``.
+required members read ``Value null at 'roleArn' ... Member must not be null``,
+at any depth (``policyArns.1.member.arn``); ``_ALSO_REQUIRED`` adds members the
+services require though the models leave them optional (``PolicyDescriptorType.arn``:
+a list item without it must not silently drop a session restriction).
 Sensitive members (marked in the model, plus MFA codes and context assertions)
 and blobs are never echoed: ``Value at 'password' failed to satisfy ...`` (the
 form AWS itself uses for sensitive members).
@@ -65,12 +68,16 @@ from typing import Any
 from sts_backend.errors import SenderError, ValidationError
 from wire.query import QueryError, list_items
 
-__all__ = ["api_version", "compile_pattern", "java_regex", "operations", "validate"]
+__all__ = ["api_version", "check_operation", "compile_pattern", "java_regex", "operations", "validate"]
 
 MODEL_DIR = Path(__file__).with_name("model")
 _ABSENT = object()
 _INT_RE = re.compile(r"[+-]?[0-9]{1,19}")
 _INT_BOUNDS = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+# Members the services require although the models leave them optional. A
+# PolicyDescriptorType without ``arn`` would otherwise become ``{}`` and the session
+# would be minted without that managed-policy restriction (wider than asked).
+_ALSO_REQUIRED = {"PolicyDescriptorType": frozenset({"arn"})}
 _EXPECT = {"integer": "an integer", "long": "an integer", "boolean": "true or false",
            "timestamp": "an ISO-8601 timestamp", "blob": "base64 data"}
 
@@ -418,7 +425,8 @@ def _node(name: str, shapes: dict, nodes: dict):
     spec = shapes[name]
     node = nodes[name] = _KINDS.get(spec["type"], _Scalar)(spec)
     if isinstance(node, _Struct):
-        required, secret = set(spec.get("required", ())), set(spec.get("sensitiveMembers", ()))
+        required = set(spec.get("required", ())) | _ALSO_REQUIRED.get(name, frozenset())
+        secret = set(spec.get("sensitiveMembers", ()))
         node.members = tuple(
             (m, m[:1].lower() + m[1:], _node(shape, shapes, nodes), m in required, m in secret)
             for m, shape in spec["members"].items())
@@ -451,6 +459,28 @@ def operations(service: str) -> frozenset[str]:
     return frozenset(_service(service).operations)
 
 
+def _operation(service: str, action: str, params: dict[str, str]):
+    svc = _service(service)
+    version = params.get("Version", svc.version)
+    op = svc.operations.get(action, _ABSENT) if version == svc.version else _ABSENT
+    if op is _ABSENT:
+        raise SenderError("InvalidAction", f"Could not find operation {action} for version {version}")
+    return op
+
+
+def check_operation(service: str, action: str, params: dict[str, str]) -> None:
+    """Refuse an ``action`` (or ``Version``) that ``service``'s model does not know.
+
+    ``validate`` does this too; the app calls it on its own first, so that an
+    unknown action is ``InvalidAction`` before the credential-kind rules run,
+    and those rules run before any parameter is checked.
+
+    Raises:
+        SenderError: ``InvalidAction``.
+    """
+    _operation(service, action, params)
+
+
 def validate(service: str, action: str, params: dict[str, str]) -> dict[str, Any]:
     """Check ``params`` (the decoded Query form) against ``service``'s ``action``.
 
@@ -473,11 +503,7 @@ def validate(service: str, action: str, params: dict[str, str]) -> dict[str, Any
         ValidationError: every constraint violation, in one message.
         ValueError: an unknown ``service`` (a programming error).
     """
-    svc = _service(service)
-    version = params.get("Version", svc.version)
-    op = svc.operations.get(action, _ABSENT) if version == svc.version else _ABSENT
-    if op is _ABSENT:
-        raise SenderError("InvalidAction", f"Could not find operation {action} for version {version}")
+    op = _operation(service, action, params)
     if op is None:
         return {}
     errors: list[str] = []

@@ -23,6 +23,7 @@ SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 ROLE = "arn:aws:iam::123456789012:role/app"
 SOURCES = ("access_key_id with secret_access_key or secret_access_key_file, env = true, "
            "or web_identity_token_file")
+LEAD_3300 = "must be an integer from 600 to 3300 (botocore refreshes by itself in the last 10 minutes)"
 DEFAULTS = {
     "sts": {"endpoint_url": '"http://127.0.0.1:8900"'},
     "source": {"access_key_id": '"AKIAIOSFODNN7EXAMPLE"', "secret_access_key": f'"{SECRET}"'},
@@ -147,6 +148,23 @@ control_socket = "/run/user/1000/agent.sock"
         region="eu-west-1", availability_zone="eu-west-1b", instance_id="i-0123456789abcdef0")
     assert config.container == ContainerConfig(listen=("127.0.0.1:0",), token_file=str(token))
     assert config.control_socket == "/run/user/1000/agent.sock"
+
+
+def test_aws_global_selects_the_global_endpoint():
+    config = parse(toml(sts={"endpoint_url": None, "region": q("aws-global")}))
+    assert (config.sts.endpoint_url, config.sts.region, config.sts.global_endpoint) == (None, "aws-global", True)
+    assert config.metadata.region == "us-east-1"  # not an instance's region: [metadata] keeps its default
+    regional = parse(toml(sts={"endpoint_url": None, "region": q("eu-west-1")}))
+    assert regional.sts.global_endpoint is False
+
+
+def test_refresh_before_expiry_bounds_match_what_rotation_honours():
+    from agent.rotation import MIN_EXPLICIT_LEAD
+
+    assert parse(toml(role={"refresh_before_expiry_seconds": "600"})).role.refresh_before_expiry_seconds == 600
+    assert MIN_EXPLICIT_LEAD.total_seconds() == 600
+    assert parse(toml(role={"duration_seconds": "900", "refresh_before_expiry_seconds": "600"})).role.duration_seconds \
+        == 900
 
 
 def test_region_rules():
@@ -275,7 +293,8 @@ CASES = [
     (toml(sts={"endpoint_url": q("http://127.0.0.1:99999")}), where("[sts] endpoint_url", "is not a URL")),
     (toml(sts=None), where("[sts] region", "required when endpoint_url is omitted (it picks sts.REGION.amazonaws.com)")),
     (toml(sts={"endpoint_url": None, "region": q("local")}),
-     where("[sts] region", "must be an AWS region such as eu-west-1 when endpoint_url is omitted")),
+     where("[sts] region", "must be an AWS region such as eu-west-1 (or aws-global for sts.amazonaws.com) "
+                           "when endpoint_url is omitted")),
     (toml(sts={"region": q("us east")}), where("[sts] region", "must be a region name such as us-east-1")),
     (toml(sts={"region": "1"}), where("[sts] region", "must be a string")),
     (toml(sts={"timeout_seconds": "0"}), where("[sts] timeout_seconds", TIMEOUT)),
@@ -367,12 +386,13 @@ CASES = [
      where("[role] tags", "at most 50 tags")),
     (toml(role={"source_identity": q("a")}),
      where("[role] source_identity", "must be 2-256 characters of letters, digits and +=,.@_-")),
-    (toml(role={"refresh_before_expiry_seconds": "299"}),
-     where("[role] refresh_before_expiry_seconds", "must be an integer from 300 to 3300")),
-    (toml(role={"refresh_before_expiry_seconds": "3301"}),
-     where("[role] refresh_before_expiry_seconds", "must be an integer from 300 to 3300")),
+    (toml(role={"refresh_before_expiry_seconds": "300"}), where("[role] refresh_before_expiry_seconds", LEAD_3300)),
+    (toml(role={"refresh_before_expiry_seconds": "599"}), where("[role] refresh_before_expiry_seconds", LEAD_3300)),
+    (toml(role={"refresh_before_expiry_seconds": "3301"}), where("[role] refresh_before_expiry_seconds", LEAD_3300)),
+    (toml(role={"refresh_before_expiry_seconds": "1800.0"}), where("[role] refresh_before_expiry_seconds", LEAD_3300)),
     (toml(role={"duration_seconds": "900", "refresh_before_expiry_seconds": "601"}),
-     where("[role] refresh_before_expiry_seconds", "must be an integer from 300 to 600")),
+     where("[role] refresh_before_expiry_seconds",
+           "must be an integer from 600 to 600 (botocore refreshes by itself in the last 10 minutes)")),
     # [metadata]
     (toml(metadata={"listen": "5"}), where("[metadata] listen", "must be a string or an array of strings")),
     (toml(metadata={"listen": q("nowhere")}), where("[metadata] listen", "listen address 'nowhere' is not HOST:PORT")),

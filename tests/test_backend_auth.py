@@ -140,6 +140,26 @@ def test_session_token_credentials_rules(kit):
     plain.sts("GetCallerIdentity")
 
 
+def test_credential_rules_come_before_parameter_validation(kit):
+    """The credential-kind refusal wins over a ValidationError (check_call before validate)."""
+    plain = kit.admin.temporary(kit.admin.sts("GetSessionToken"))
+    err = expect("InvalidClientTokenId", plain.iam, "ListUsers", MaxItems=0)
+    assert err.status == 403
+    expect("InvalidClientTokenId", plain.iam, "CreateUser", UserName="")
+    err = expect("AccessDenied", plain.sts, "GetSessionToken", DurationSeconds=1)
+    assert (err.status, err.message) == (403, "Cannot call GetSessionToken with session credentials")
+    expect("InvalidAction", plain.iam, "GetEverything")          # unknown actions stay InvalidAction
+    expect("InvalidAction", plain.sts, "GetEverything")
+    arn = kit.role("app", trust(ACCOUNT), ADMIN_ROLE_POLICY)
+    role = kit.admin.temporary(kit.admin.sts("AssumeRole", RoleArn=arn, RoleSessionName="s1"))
+    err = expect("AccessDenied", role.sts, "GetSessionToken", DurationSeconds=1)
+    assert (err.status, err.message) == (403, "Cannot call GetSessionToken with session credentials")
+    err = expect("AccessDenied", role.sts, "GetFederationToken", Name="")
+    assert err.message == "Cannot call GetFederationToken with session credentials"
+    expect("ValidationError", role.iam, "ListUsers", MaxItems=0)   # allowed callers still get validation
+    expect("ValidationError", kit.admin.sts, "GetSessionToken", DurationSeconds=1)
+
+
 def test_role_session_cannot_mint_session_or_federation_tokens(kit):
     arn = kit.role("app", trust(ACCOUNT), ADMIN_ROLE_POLICY)
     role = kit.admin.temporary(kit.admin.sts("AssumeRole", RoleArn=arn, RoleSessionName="s1"))

@@ -154,3 +154,42 @@ def test_candidate_paths_follow_design_md():
 
 def test_module_exports():
     assert set(control.__all__) >= {"serve_control", "request", "ControlError"}
+
+
+# ---- the group under the agent's seccomp filter (chown refused) ---------------------------------
+
+
+def _refuse_chown(calls):
+    def chown(path, uid, gid, **kwargs):
+        calls.append((str(path), gid))
+        raise PermissionError(1, "Operation not permitted")
+    return chown
+
+
+async def test_chown_refused_keeps_the_socket_private_and_serving(nursery, tmp_path, monkeypatch, caplog):
+    """SystemCallFilter=~@privileged makes chown EPERM: the agent must start anyway, 0600 / 0700."""
+    other_gid = os.getegid() + 4242  # a group the new files do not get by default
+    monkeypatch.setattr(control, "socket_permissions", lambda: (0o660, other_gid))
+    calls: list = []
+    monkeypatch.setattr(os, "chown", _refuse_chown(calls))
+    path = tmp_path / "fresh" / "agent.sock"
+    await nursery.start(serve_control, str(path), handle)
+    assert [gid for _, gid in calls] == [other_gid, other_gid]  # the directory, then the socket
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and all("stays private" in w and "\n" not in w for w in warnings)
+    assert (await _raw(str(path), b'{"op": "status"}\n')) == STATUS
+
+
+async def test_no_chown_when_the_group_is_already_right(nursery, tmp_path, monkeypatch, caplog):
+    """Under DynamicUser + Group=rolecall the socket is born with the group: no chown call at all."""
+    monkeypatch.setattr(control, "socket_permissions", lambda: (0o660, os.getegid()))
+    calls: list = []
+    monkeypatch.setattr(os, "chown", _refuse_chown(calls))
+    path = tmp_path / "run" / "agent.sock"
+    await nursery.start(serve_control, str(path), handle)
+    assert calls == [] and "stays private" not in caplog.text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660 and path.stat().st_gid == os.getegid()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
+    assert (await _raw(str(path), b'{"op": "status"}\n')) == STATUS

@@ -573,3 +573,114 @@ async def test_stop_lets_a_request_in_progress_finish(nursery, backend, short_di
     assert b"connection: close" in response.lower()
     with trio.fail_after(5):
         await done.wait()
+
+
+# ---- the open-file limit ------------------------------------------------------------------------------
+
+
+class FakeLimits:
+    """Stands in for ``resource.getrlimit``/``setrlimit`` on RLIMIT_NOFILE."""
+
+    def __init__(self, soft: int, hard: int, refuse: bool = False) -> None:
+        self.limits, self.refuse, self.set_calls = (soft, hard), refuse, []
+
+    def getrlimit(self, which):
+        return self.limits
+
+    def setrlimit(self, which, limits):
+        self.set_calls.append(limits)
+        if self.refuse:
+            raise ValueError("not allowed")
+        self.limits = limits
+
+
+@pytest.mark.parametrize("soft, hard, refuse, after, warned", [
+    (1024, 524288, False, 524288, False),   # the usual: soft raised to hard, quietly
+    (65536, 65536, False, 65536, False),    # LimitNOFILE=65536 in the unit: nothing to do
+    (1024, 4096, False, 4096, True),        # a low hard limit: raised as far as it goes, one warning
+    (1024, 524288, True, 1024, True),       # refused: one warning
+])
+def test_the_agent_lifts_its_open_file_limit(monkeypatch, caplog, soft, hard, refuse, after, warned):
+    import resource
+
+    from agent.daemon import raise_open_file_limit
+    from metadata_server.server import METADATA_LIMITS
+
+    fake = FakeLimits(soft, hard, refuse)
+    monkeypatch.setattr(resource, "getrlimit", fake.getrlimit)
+    monkeypatch.setattr(resource, "setrlimit", fake.setrlimit)
+    assert raise_open_file_limit() == after
+    assert fake.set_calls == ([] if soft == hard else [(hard, hard)])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == int(warned)
+    if warned:
+        assert f"open-file limit is {after}" in warnings[0] and "LimitNOFILE" in warnings[0]
+        assert str(METADATA_LIMITS.max_connections) in warnings[0]
+
+
+def test_the_metadata_server_holds_more_than_ten_thousand_connections():
+    """The benchmark's 10,000 idle connections fit under the shipped cap (bench/imds.py uses it as is)."""
+    from metadata_server.server import METADATA_LIMITS
+
+    assert METADATA_LIMITS.max_connections >= 16384
+
+
+# ---- [sts] region = "aws-global" -----------------------------------------------------------------------
+
+
+async def test_aws_global_region_calls_the_global_endpoint_signed_for_us_east_1(tmp_path, autojump_clock):
+    import httpx
+
+    from agent.config import parse_config
+    from agent.daemon import _Fetcher
+    from agent.errors import StsUnavailable
+    from wire.clock import FixedClock
+    from tests.conftest import EPOCH
+
+    config = parse_config('[sts]\nregion = "aws-global"\n\n[source]\naccess_key_id = "AKIAIOSFODNN7EXAMPLE"\n'
+                          'secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\n\n'
+                          '[role]\narn = "arn:aws:iam::123456789012:role/app"\n', str(tmp_path / "agent.toml"),
+                          environ={}, uid=1000, hostname="web-1")
+    seen: list[httpx.Request] = []
+    fetcher = _Fetcher(config, FixedClock(EPOCH), httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(503)))
+    async with fetcher.client:
+        with pytest.raises(StsUnavailable):
+            await fetcher.fetch()
+    assert fetcher.client.endpoint.url == "https://sts.amazonaws.com"
+    assert {r.url.host for r in seen} == {"sts.amazonaws.com"}
+    assert all("/us-east-1/sts/aws4_request" in r.headers["Authorization"] for r in seen)
+
+
+# ---- SIGHUP with another role while a fetch is in flight ----------------------------------------------
+
+
+async def test_sighup_to_another_role_during_a_slow_fetch_serves_it_right_after(nursery, backend, short_dir,
+                                                                               wall_clock, autojump_clock):
+    """The reload must not ride on the old role's attempt in flight (the new role would wait ~30 min)."""
+    import httpx
+
+    from agent.demo import _READ_ONLY, _Iam, _policy, _role, _trust
+
+    account = backend.account
+    async with httpx.AsyncClient(trust_env=False) as http:
+        iam = _Iam(http, backend.url, backend.admin, wall_clock)
+        second = await _role(iam, "second", _trust([f"arn:aws:iam::{account.account_id}:user/rolecall-agent"]),
+                             _policy(_READ_ONLY))
+    path = agent_config(short_dir, backend.url, account)
+    agent = await start_agent(nursery, path, wall_clock, handle_signals=True)
+    await agent.ready.wait()
+    backend.assume_role_delay = 5.0
+    due = agent.rotator.status().next_refresh
+    await trio.sleep((due - wall_clock.now()).total_seconds() + 1.0)  # the rotation's AssumeRole is in flight
+    assert backend.calls["AssumeRole"] == 2
+    path.write_text(path.read_text().replace(account.role_arn, second))
+    sent = trio.current_time()
+    os.kill(os.getpid(), signal.SIGHUP)
+    with trio.fail_after(30):
+        while (held := agent.rotator.current()) is None or held.role_name != "second":
+            await trio.sleep(0.1)
+    assert trio.current_time() - sent < 15  # the old fetch's last 4 s, then the new role's 5 s
+    assert backend.calls["AssumeRole"] == 3
+    assert (await control(agent.control_socket))["role_arn"] == second
+    status, creds = await imds_credentials(agent.metadata[0])
+    assert status == 200 and creds["AccessKeyId"] == held.access_key_id

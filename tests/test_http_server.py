@@ -136,7 +136,7 @@ def test_exported_names():
         "Handler", "HttpRequest", "HttpResponse", "Limits", "RequestRejected", "ResponseEncoder",
         "check_request_line", "error_response", "head_size", "http_version", "request_framing",
     }  # fmt: skip
-    assert set(wire_serve.__all__) == {"Server", "serve"}
+    assert set(wire_serve.__all__) == {"ErrorRenderer", "Server", "serve"}
     assert set(wire_listeners.__all__) == {
         "format_address", "inherited_listeners", "listen_fds", "open_tcp_listeners", "parse_address",
     }  # fmt: skip
@@ -348,6 +348,80 @@ async def test_malformed_requests_get_4xx_and_close(nursery, autojump_clock, htt
     assert statuses(out) == [status], out[:200]
     assert b"Connection: close" in out
     assert_quiet(http_log)
+
+
+def _tagged_error(status: int) -> HttpResponse:
+    """An application's own error format (here: JSON with a marker header)."""
+    return HttpResponse(status, (("Content-Type", "application/json"), ("X-Error-From", "app")),
+                        json.dumps({"status": status}).encode())
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
+async def test_layer_errors_use_the_error_renderer(nursery, autojump_clock, http_log, name):
+    raw, status = BAD_REQUESTS[name]
+    calls = []
+
+    def render(code: int) -> HttpResponse:
+        calls.append(code)
+        return _tagged_error(code)
+
+    out = await memory_exchange(nursery, raw, echo, error_response=render)
+    assert statuses(out) == [status] and calls == [status]
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"X-Error-From: app" in head and b"Connection: close" in head
+    assert json.loads(body) == {"status": status}
+    assert_quiet(http_log)
+
+
+async def test_error_renderer_for_timeouts_and_handler_failures(nursery, autojump_clock, http_log):
+    calls = []
+
+    def render(code: int) -> HttpResponse:
+        calls.append(code)
+        return _tagged_error(code)
+
+    async def handler(request):
+        if request.path == "/slow":
+            await trio.sleep(100)
+        if request.path == "/boom":
+            raise RuntimeError("boom")
+        if request.path == "/bad":
+            return HttpResponse(200, (("Content-Length", "1"),))
+        return ok(request)
+
+    _, listener = await start_memory_server(nursery, handler, limits=Limits(request_timeout=10),
+                                            error_response=render)
+    for path, status in (("/boom", 500), ("/bad", 500), ("/slow", 503)):
+        stream = await listener.connect()
+        await stream.send_all(b"GET %b HTTP/1.1\r\nHost: h\r\n\r\n" % path.encode())
+        out = await read_until_eof(stream)
+        assert statuses(out) == [status] and b"X-Error-From: app" in out, out
+    stream = await listener.connect()
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: h\r\n")   # never finished: 408
+    out = await read_until_eof(stream)
+    assert statuses(out) == [408] and b"X-Error-From: app" in out
+    head = await H11Client(await listener.connect()).request("HEAD", "/boom")
+    assert head.status == 500 and head.headers["x-error-from"] == "app" and head.body == b""
+    assert calls == [500, 500, 503, 408, 500]
+    ok_response = await H11Client(await listener.connect()).request("GET", "/")
+    assert ok_response.status == 200 and calls == [500, 500, 503, 408, 500]   # never on success
+
+
+@pytest.mark.parametrize("broken", [
+    lambda status: 1 / 0,
+    lambda status: "not a response",
+    lambda status: HttpResponse(status, (("Content-Length", "9"),)),
+])
+async def test_broken_error_renderer_falls_back_to_plain_text(nursery, http_log, broken):
+    out = await memory_exchange(nursery, b"GET /\r\nHost: h\r\n\r\n", echo, error_response=broken)
+    assert statuses(out) == [400] and b"Content-Type: text/plain" in out and b"Bad Request" in out
+    assert [r.levelno for r in http_log.records if r.levelno >= logging.INFO] == [logging.ERROR]
+
+
+async def test_default_errors_stay_plain_text(nursery, http_log):
+    out = await memory_exchange(nursery, b"GET /\r\nHost: h\r\n\r\n", echo)
+    assert statuses(out) == [400] and b"Content-Type: text/plain; charset=utf-8" in out
+    assert out.endswith(b"\r\n\r\nBad Request\n")
 
 
 async def test_content_length_with_transfer_encoding_is_refused(nursery, http_log):

@@ -195,6 +195,74 @@ async def test_ensure_fresh_does_not_fetch_fresh_credentials_or_wait_on_backoff(
         nursery.cancel_scope.cancel()
 
 
+# ---- a changed request (SIGHUP with another role) ------------------------------------------------
+
+class RoleFetch:
+    """A slow fetch that serves whichever role ``role`` names when it starts (as the daemon's does)."""
+
+    def __init__(self, clock, delay: float = 5.0, fail: BaseException | None = None) -> None:
+        self.clock, self.delay, self.fail, self.role = clock, delay, fail, "old-role"
+        self.calls: list[tuple[float, str]] = []
+
+    async def __call__(self) -> RoleCredentials:
+        role = self.role
+        self.calls.append((trio.current_time(), role))
+        await trio.sleep(self.delay)
+        if self.fail is not None and role == "old-role" and len(self.calls) > 1:
+            raise self.fail
+        now = self.clock.now()
+        return RoleCredentials(role, f"ASIA{len(self.calls):016d}", SECRET, TOKEN,
+                               expiration=now + dt.timedelta(hours=1), last_updated=now)
+
+
+async def test_a_change_while_a_fetch_is_in_flight_gets_a_fetch_of_its_own_right_after(autojump_clock, wall_clock):
+    fetch = RoleFetch(wall_clock)
+    rotator, holder = make(wall_clock, fetch)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        due = (rotator.status().next_refresh - wall_clock.now()).total_seconds()
+        await trio.sleep(due + 1)  # the rotation's fetch (old role) has been in flight for 1 s
+        assert [role for _, role in fetch.calls] == ["old-role", "old-role"]
+        fetch.role, asked = "new-role", trio.current_time()  # SIGHUP: the daemon switched the role
+        got = await rotator.refresh_now(changed=True)
+        assert got.role_name == "new-role" and holder.current().role_name == "new-role"
+        assert [role for _, role in fetch.calls] == ["old-role", "old-role", "new-role"]
+        assert fetch.calls[2][0] == pytest.approx(asked + 4)  # as soon as the old-role fetch ended
+        assert trio.current_time() == pytest.approx(asked + 9)
+        await trio.sleep(60)
+        assert len(fetch.calls) == 3  # and then back to the schedule: no loop
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_plain_refresh_still_joins_the_fetch_in_flight(autojump_clock, wall_clock):
+    fetch = RoleFetch(wall_clock)
+    rotator, _ = make(wall_clock, fetch)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        due = (rotator.status().next_refresh - wall_clock.now()).total_seconds()
+        await trio.sleep(due + 1)
+        asked = trio.current_time()
+        await rotator.refresh_now()
+        assert len(fetch.calls) == 2 and trio.current_time() == pytest.approx(asked + 4)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_change_is_fetched_at_once_even_while_backing_off(autojump_clock, wall_clock):
+    denied = StsError("AssumeRole", "AccessDenied", "not authorized", 403, "req-1")
+    fetch = RoleFetch(wall_clock, delay=1.0, fail=denied)
+    rotator, holder = make(wall_clock, fetch, random=Draw(0.9))  # a non-retryable error then waits 270 s
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        due = (rotator.status().next_refresh - wall_clock.now()).total_seconds()
+        await trio.sleep(due + 10)  # the refresh was denied: non-retryable, the next try is minutes away
+        assert rotator.status().last_error.startswith("AccessDenied") and len(fetch.calls) == 2
+        fetch.role, asked = "new-role", trio.current_time()  # the operator fixed the role and reloaded
+        got = await rotator.refresh_now(changed=True)
+        assert got.role_name == "new-role" and trio.current_time() == pytest.approx(asked + 1)
+        assert holder.current().role_name == "new-role" and rotator.status().last_error is None
+        nursery.cancel_scope.cancel()
+
+
 # ---- failures ------------------------------------------------------------------------------------
 
 async def test_failures_keep_the_old_credentials_and_back_off(autojump_clock, wall_clock, caplog):

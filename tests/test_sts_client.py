@@ -22,12 +22,13 @@ import pytest
 import trio
 
 from agent.errors import RETRYABLE_CODES, StsError, StsFailure, StsUnavailable
-from agent.sts_client import (MAX_RESPONSE_BYTES, StsClient, StsCredentials, StsEndpoint, parse_expiration,
-                              resolve_endpoint)
+from agent.sts_client import (MAX_RESPONSE_BYTES, StsClient, StsCredentials, StsEndpoint, is_loopback_url,
+                              parse_expiration, resolve_endpoint)
 from metadata_server.credentials import RoleCredentials
 from sts_backend.app import Backend
 from sts_backend.iam import bootstrap_admin
 from sts_backend.store import Store
+from tests.servers import start_server
 from wire.clock import UTC, FixedClock
 from wire.query import encode_form, parse_form, parse_response
 from wire.sigv4 import Credentials, SigV4Auth
@@ -522,6 +523,7 @@ def test_unavailable_retryable(status_code, retryable):
     (None, "aws-global", False, StsEndpoint("https://sts.amazonaws.com", "us-east-1")),
     ("http://127.0.0.1:8900", "us-east-1", False, StsEndpoint("http://127.0.0.1:8900", "us-east-1")),
     ("http://127.0.0.1:8900", None, False, StsEndpoint("http://127.0.0.1:8900", "us-east-1")),
+    ("http://127.0.0.1:8900", "aws-global", False, StsEndpoint("http://127.0.0.1:8900", "us-east-1")),
     ("https://minio.local:9000/", "local", True, StsEndpoint("https://minio.local:9000/", "local")),
     ("https://sts.amazonaws.com", "us-east-1", False, StsEndpoint("https://sts.amazonaws.com", "us-east-1")),
 ])
@@ -582,3 +584,48 @@ def test_sts_credentials_helpers():
     assert bare.to_role_credentials(T0, role_name="app", account_id="123456789012").role_name == "app"
     with pytest.raises(ValueError, match="no role name"):
         bare.to_role_credentials(T0)
+
+
+# ---- proxies from the environment: never for loopback ---------------------------------------------
+
+DEAD_PROXY = "http://127.0.0.1:9"  # nothing listens on the discard port: any proxied call fails
+
+
+@pytest.fixture
+def dead_proxies(monkeypatch):
+    """Every proxy variable httpx reads points at a dead proxy, and NO_PROXY does not rescue loopback."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, DEAD_PROXY)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_a_loopback_endpoint_is_reached_directly_despite_proxy_variables(nursery, bench, dead_proxies):
+    async def backend(request):
+        return bench.backend.handle(request)
+
+    running = await start_server(nursery, backend)
+    async with StsClient(running.url, "us-east-1", clock=bench.clock, max_attempts=1) as sts:
+        identity = await sts.get_caller_identity(bench.admin)
+    assert identity["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/admin"
+    # the same call through httpx's defaults would have gone to the dead proxy
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as proxied:
+            await proxied.post(running.url + "/", content=b"Action=GetCallerIdentity")
+
+
+def test_remote_endpoints_keep_honouring_proxies(dead_proxies):
+    remote = StsClient(None, "eu-west-1", clock=FixedClock(T0))
+    local = StsClient("http://localhost:8900", "us-east-1", clock=FixedClock(T0))
+    assert remote._http.trust_env is True and local._http.trust_env is False
+
+
+@pytest.mark.parametrize("url, loopback", [
+    ("http://127.0.0.1:8900", True), ("http://127.9.8.7/", True), ("http://[::1]:8900", True),
+    ("http://localhost:8900", True), ("http://LOCALHOST.", True), ("http://sts.localhost:1", True),
+    ("http://[::ffff:127.0.0.1]:80", True), ("https://sts.amazonaws.com", False),
+    ("https://sts.eu-west-1.amazonaws.com", False), ("http://10.0.0.1:8900", False), ("http://[::2]/", False),
+    ("http://localhost.example.com", False), ("http://169.254.169.254", False),
+])
+def test_is_loopback_url(url, loopback):
+    assert is_loopback_url(url) is loopback

@@ -195,6 +195,30 @@ def test_unsigned_requests(kit):
         assert r.status_code == 405
 
 
+@pytest.mark.parametrize("status,code,fault", [
+    (400, "InvalidRequest", "Sender"), (408, "RequestTimeout", "Sender"),
+    (413, "RequestEntityTooLarge", "Sender"), (414, "RequestURITooLong", "Sender"),
+    (431, "RequestHeaderSectionTooLarge", "Sender"), (500, "InternalFailure", "Receiver"),
+    (503, "ServiceUnavailable", "Receiver"), (505, "HttpVersionNotSupported", "Sender"),
+    (418, "InvalidRequest", "Sender"), (502, "InternalFailure", "Receiver"),
+])
+def test_layer_errors_are_aws_error_responses(status, code, fault):
+    """What the serving layer answers by itself, in the backend's form (fresh request id each time)."""
+    from sts_backend.app import layer_error_response
+    from wire.http import ResponseEncoder
+
+    first, second = layer_error_response(status), layer_error_response(status)
+    assert first.status == status
+    headers = dict(first.headers)
+    assert headers["Content-Type"] == "text/xml"
+    request_id = headers["x-amzn-RequestId"]
+    assert request_id != dict(second.headers)["x-amzn-RequestId"]
+    body = first.body.decode()
+    assert body.startswith(f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>{fault}')
+    assert parse_error(first.body)[0] == code and parse_error(first.body)[2] == request_id
+    ResponseEncoder().encode(first)   # sendable as it is
+
+
 def test_get_with_query_string(kit):
     auth = SigV4Auth(kit.admin.creds, "us-east-1", "sts", kit.clock)
     with httpx.Client(transport=httpx.MockTransport(kit.backend.handle_httpx), auth=auth) as http:
@@ -394,6 +418,30 @@ def test_session_policy_arns(kit):
     expect("ValidationError", kit.admin.sts, "AssumeRole", RoleArn=arn, RoleSessionName="s1", **many)
     expect("InvalidParameterValue", kit.admin.sts, "AssumeRole", RoleArn=arn, RoleSessionName="s1",
            **{"PolicyArns.member.1.arn": policy})
+
+
+@pytest.mark.parametrize("action,params", [
+    ("AssumeRole", {"RoleSessionName": "s1"}),
+    ("GetFederationToken", {"Name": "fed"}),
+])
+@pytest.mark.parametrize("item", [
+    {"PolicyArns.member.1.Arn": "POLICY"},                     # wrong case: not the model's member
+    {"PolicyArns.member.1": "POLICY"},                         # no member at all
+    {"PolicyArns.member.1.arn": "POLICY", "PolicyArns.member.2.Arn": "POLICY"},
+])
+def test_policy_arns_item_without_arn_is_refused(kit, action, params, item):
+    """A PolicyArns item without ``arn`` must not be dropped: the session would be wider than asked."""
+    arn = kit.role("admin-role", trust(ACCOUNT), ADMIN_ROLE_POLICY)
+    policy = kit.admin.iam("CreatePolicy", PolicyName="list-roles",
+                           PolicyDocument=allow("iam:ListRoles"))["Policy"]["Arn"]
+    if action == "AssumeRole":
+        params = {**params, "RoleArn": arn}
+    given = {key: policy if value == "POLICY" else value for key, value in item.items()}
+    err = expect("ValidationError", kit.admin.sts, action, **params, **given)
+    index = len(item)
+    assert err.status == 400
+    assert err.message == (f"1 validation error detected: Value null at 'policyArns.{index}.member.arn' failed to "
+                           "satisfy constraint: Member must not be null")
 
 
 def test_session_policy_size_and_syntax(kit):

@@ -60,6 +60,29 @@ def test_install_writes_the_system_units_with_the_executable(tmp_path, executabl
     assert "ListenStream=127.0.0.1:8169" in socket_unit
 
 
+@pytest.mark.parametrize("user", [False, True])
+def test_enabling_starts_the_service_at_boot_not_on_the_first_request(tmp_path, executable, capsys, user):
+    """Socket-started on the first connection, the agent would answer that request 503 (no prefetch)."""
+    dest = tmp_path / "units"
+    install(dest, executable, *(["--user"] if user else []))
+    out = capsys.readouterr().out
+    scope = "systemctl --user" if user else "systemctl"
+    assert f"{scope} enable --now rolecall-agent.socket rolecall-agent.service`" in out
+    socket_unit = (dest / "rolecall-agent.socket").read_text()
+    assert re.search(r"^Also=rolecall-agent\.service$", socket_unit, re.M)
+    agent = (dest / "rolecall-agent.service").read_text()
+    target = "default.target" if user else "multi-user.target"
+    assert re.search(rf"^WantedBy={target}$", agent, re.M)
+
+
+def test_the_agent_may_hold_the_metadata_servers_connections():
+    from metadata_server.server import METADATA_LIMITS
+
+    agent = (template_dir() / "rolecall-agent.service").read_text()
+    found = re.search(r"^LimitNOFILE=(\d+)$", agent, re.M)
+    assert found and int(found.group(1)) >= 2 * METADATA_LIMITS.max_connections
+
+
 def test_only_the_link_local_unit_has_a_capability(tmp_path, executable):
     dest = tmp_path / "units"
     install(dest, executable)

@@ -40,10 +40,10 @@ class Up:
         return code
 
 
-async def start_up(data_dir: Path, nursery: trio.Nursery) -> Up:
+async def start_up(data_dir: Path, nursery: trio.Nursery, env: dict[str, str] | None = None) -> Up:
     process = await trio.lowlevel.open_process(
         [*rolecall_command(), "up", "--data-dir", str(data_dir), "--imds-listen", "127.0.0.1:0",
-         "--sts-listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+         "--sts-listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or child_env())
     stdout, stderr = Lines(process.stdout), Lines(process.stderr)
     drained = trio.Event()
 
@@ -120,6 +120,25 @@ async def test_up_prints_exports_serves_clients_and_reuses_its_data_dir(nursery,
     assert "initialised" not in again.log and json.loads((data_dir / "demo.json").read_text()) == demo
 
 
+async def test_up_ignores_proxy_variables_and_finishes_an_interrupted_first_run(nursery, tmp_path, monkeypatch):
+    """HTTP_PROXY & co. must not carry loopback STS/IAM calls (secrets; a dead proxy broke start-up),
+    and a data dir whose demo.json never got written (seeding interrupted) is finished, not refused."""
+    env = {k: v for k, v in child_env().items() if k.lower() != "no_proxy"}
+    env.update({name: "http://127.0.0.1:9" for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy")})
+    data_dir = tmp_path / "up"
+    first = await start_up(data_dir, nursery, env)
+    assert await first.stop(signal.SIGTERM) == 0
+    old = json.loads((data_dir / "demo.json").read_text())
+    (data_dir / "demo.json").unlink()  # as if the first run had stopped before writing it
+    again = await start_up(data_dir, nursery, env)
+    assert list(again.exports) == EXPORT_NAMES
+    _client_env(monkeypatch, again.exports)
+    assert (await trio.to_thread.run_sync(_identity))["Arn"].endswith(":assumed-role/rolecall-demo/rolecall-up")
+    assert await again.stop(signal.SIGTERM) == 0
+    new = json.loads((data_dir / "demo.json").read_text())
+    assert new["role_arn"] == old["role_arn"] and new["agent"] != old["agent"]
+
+
 async def test_up_refuses_a_non_loopback_address(tmp_path):
     result = await trio.run_process([*rolecall_command(), "up", "--data-dir", str(tmp_path / "d"),
                                      "--sts-listen", "0.0.0.0:8900"], capture_stderr=True, check=False,
@@ -148,7 +167,7 @@ def test_up_help_lists_the_contract_flags(arg, capsys):
     assert arg in capsys.readouterr().out
 
 
-async def test_demo_account_round_trip_and_a_second_seed_is_refused(tmp_path, wall_clock, autojump_clock):
+async def test_demo_account_round_trip_and_a_second_seed_makes_new_keys(tmp_path, wall_clock, autojump_clock):
     import httpx
 
     from agent.demo import DemoAccount, DemoError, Keys, seed_demo
@@ -167,8 +186,92 @@ async def test_demo_account_round_trip_and_a_second_seed_is_refused(tmp_path, wa
     account.save(tmp_path / "demo.json")
     assert stat.S_IMODE((tmp_path / "demo.json").stat().st_mode) == 0o600
     assert DemoAccount.load(tmp_path / "demo.json") == account
-    with pytest.raises(DemoError, match="EntityAlreadyExists"):
-        await seed_demo("http://backend.test", admin, wall_clock, transport=transport)
+    again = await seed_demo("http://backend.test", admin, wall_clock, transport=transport)  # demo.json lost
+    assert (again.account_id, again.role_arn, again.admin_role_arn, again.mfa_serial) == (
+        account.account_id, account.role_arn, account.admin_role_arn, account.mfa_serial)
+    assert again.agent != account.agent and again.demo != account.demo and again.mfa_seed != account.mfa_seed
+    await _check_demo_account(store, wall_clock, again)
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(DemoError, match="not a readable demo account"):
         DemoAccount.load(tmp_path / "bad.json")
+
+
+# ---- seeding interrupted part-way: the next run finishes it -------------------------------------------
+
+
+async def _check_demo_account(store, clock, account) -> None:
+    """Every key in ``account`` works, the users hold only those keys, the MFA-only role takes the seed's code."""
+    import httpx
+
+    from agent.demo import AGENT_USER, DEMO_USER
+    from agent.sts_client import StsClient
+    from sts_backend.app import Backend
+
+    transport = httpx.MockTransport(Backend(store, clock).handle_httpx)
+    async with StsClient("http://backend.test", "us-east-1", clock=clock, transport=transport,
+                         max_attempts=1) as sts:
+        served = await sts.assume_role(account.agent.credentials(), account.role_arn, "check")
+        assert served.assumed_role_arn.endswith(":assumed-role/rolecall-demo/check")
+        code = pyotp.TOTP(account.mfa_seed).at(clock.now())
+        admin = await sts.assume_role(account.demo.credentials(), account.admin_role_arn, "mfa",
+                                      serial_number=account.mfa_serial, token_code=code)
+        assert admin.assumed_role_arn.endswith(":assumed-role/rolecall-demo-admin/mfa")
+    for user, keys in ((AGENT_USER, account.agent), (DEMO_USER, account.demo)):
+        assert [k.access_key_id for k in store.access_keys_of(user)] == [keys.access_key_id], user
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("lost", ["request", "response"])
+@pytest.mark.parametrize("at_call", range(1, 11))
+async def test_seeding_interrupted_at_any_call_is_finished_by_the_next_run(tmp_path, wall_clock, autojump_clock,
+                                                                           at_call, lost):
+    """`rolecall up` stopped during seeding (demo.json never written): the next seed must not trip over
+    what exists (EntityAlreadyExists) and must leave usable keys and a usable MFA device."""
+    import httpx
+
+    from agent.demo import DemoError, Keys, seed_demo
+    from sts_backend.app import Backend
+    from sts_backend.iam import bootstrap_admin
+    from sts_backend.store import Store
+
+    store = Store.create(tmp_path / "b", clock=wall_clock)
+    _, key = bootstrap_admin(store)
+    admin = Keys(key.access_key_id, key.secret_access_key)
+    backend = Backend(store, wall_clock)
+    calls = 0
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == at_call and lost == "request":
+            raise httpx.ConnectError("interrupted")
+        response = backend.handle_httpx(request)
+        if calls == at_call:  # done by the backend, but the answer never arrived
+            raise httpx.ReadError("interrupted")
+        return response
+
+    with pytest.raises(DemoError, match="interrupted|Error talking to"):
+        await seed_demo("http://backend.test", admin, wall_clock, transport=httpx.MockTransport(failing))
+    await trio.sleep(30)  # a later run: the next TOTP step
+    account = await seed_demo("http://backend.test", admin, wall_clock,
+                              transport=httpx.MockTransport(backend.handle_httpx))
+    await _check_demo_account(store, wall_clock, account)
+
+
+async def test_a_failed_seeding_says_what_to_do_in_one_line(tmp_path):
+    from agent.demo import Keys
+    from cli.main import CliError
+    from cli.up import _demo_account
+
+    with pytest.raises(CliError) as info:
+        await _demo_account(tmp_path, "http://127.0.0.1:9", Keys("AKIAIOSFODNN7EXAMPLE", "secret"))
+    message = str(info.value)
+    assert "\n" not in message and not (tmp_path / "demo.json").exists()
+    assert message.startswith(f"up: demo account in {tmp_path} is incomplete (IAM CreateUser: ConnectError")
+    assert message.endswith(f"run again, or remove {tmp_path} to start afresh")
+    (tmp_path / "demo.json").write_text("{}")
+    with pytest.raises(CliError, match="remove it and run again to re-create the demo account"):
+        await _demo_account(tmp_path, "http://127.0.0.1:9", Keys("AKIAIOSFODNN7EXAMPLE", "secret"))

@@ -37,6 +37,14 @@ client reads the answer instead of a reset. They are logged at DEBUG only.
 A handler exception is logged once (one ERROR line: method, path, exception
 type; the traceback at DEBUG) and answered 500; the connection then closes.
 
+Every response the layer writes itself (the 4xx refusals, 408, the 500 for a
+failed handler, the 503 for an overrunning one) comes from ``error_response``,
+a ``status -> HttpResponse`` callable given to ``Server`` (plain text by
+default, ``wire.http.error_response``): an application with its own error
+format (the backend's AWS ``ErrorResponse`` XML with a request id) passes its
+own. It is called only on those error paths, never per request; if it raises
+or returns something unsendable, the plain-text answer goes out instead.
+
 ``Server.shutdown()`` stops the accept loops and closes the listeners (new
 connections are refused), closes idle keep-alive connections, lets requests
 in progress finish with ``Connection: close`` for up to ``shutdown_grace``
@@ -81,7 +89,7 @@ from wire.http import (
 )
 from wire.listeners import format_address
 
-__all__ = ["Server", "serve"]
+__all__ = ["ErrorRenderer", "Server", "serve"]
 
 log = logging.getLogger("rolecall.http")
 
@@ -91,7 +99,8 @@ _LINGER_BYTES = 256 * 1024
 _ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _IDLE, _READING, _HANDLING, _SENDING = range(4)
-_SERVER_ERROR = error_response(500)
+
+ErrorRenderer = Callable[[int], HttpResponse]
 
 
 class _Connection:
@@ -135,6 +144,9 @@ class Server:
         date_header: add a ``Date`` header to responses that lack one.
         shutdown_grace: seconds ``shutdown()`` lets requests in progress run.
         wall_time: the clock for ``Date`` (seconds since the epoch).
+        error_response: ``status -> HttpResponse`` for the answers the layer
+            makes itself (400, 408, 413, 414, 431, 500, 503, 505); called only
+            on those paths. Plain text (``wire.http.error_response``) by default.
     """
 
     def __init__(
@@ -145,8 +157,10 @@ class Server:
         date_header: bool = True,
         shutdown_grace: float = 10.0,
         wall_time: Callable[[], float] = time.time,
+        error_response: ErrorRenderer = error_response,
     ) -> None:
         self._handler = handler
+        self._render_error = error_response
         self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)
         )
@@ -360,22 +374,37 @@ class Server:
     async def _respond(self, c: _Connection, request: HttpRequest, close: bool, keep_alive_10: bool) -> bool:
         c.phase = _HANDLING
         response = await self._call_handler(request)
-        close = close or self._closing or response is _SERVER_ERROR
-        connection = CLOSE if close else KEEP_ALIVE if keep_alive_10 else b""
         head_only = request.method == "HEAD"
-        try:
-            data, asked_close = self._encoder.encode(response, head_only=head_only, connection=connection)
-        except (ValueError, TypeError) as exc:
-            _log_handler_failure(request, exc)
-            response, close = _SERVER_ERROR, True
-            data, asked_close = self._encoder.encode(response, head_only=head_only, connection=CLOSE)
+        ttl = None
+        if response is not None:
+            close = close or self._closing
+            connection = CLOSE if close else KEEP_ALIVE if keep_alive_10 else b""
+            try:
+                data, asked_close = self._encoder.encode(response, head_only=head_only, connection=connection)
+                ttl = response.ip_ttl
+            except (ValueError, TypeError) as exc:
+                _log_handler_failure(request, exc)
+                response = None
+        if response is None:  # the handler failed: 500, then close
+            data, asked_close, close = self._error_bytes(500, head_only), True, True
         c.phase = _SENDING
-        if response.ip_ttl is not None or c.ttl is not None:
-            _apply_ttl(c, response.ip_ttl)
+        if ttl is not None or c.ttl is not None:
+            _apply_ttl(c, ttl)
         await c.stream.send_all(data)
         return not (close or asked_close)
 
-    async def _call_handler(self, request: HttpRequest) -> HttpResponse:
+    def _error_bytes(self, status: int, head_only: bool = False) -> bytes:
+        """The layer's own answer for ``status``, with ``Connection: close``."""
+        try:
+            data, _ = self._encoder.encode(self._render_error(status), head_only=head_only, connection=CLOSE)
+        except Exception as exc:  # a broken renderer must not cost the client its answer
+            log.error("error renderer failed for status %d: %s; answered plain text", status, type(exc).__name__)
+            log.debug("error renderer failure", exc_info=exc)
+            data, _ = self._encoder.encode(error_response(status), head_only=head_only, connection=CLOSE)
+        return data
+
+    async def _call_handler(self, request: HttpRequest) -> HttpResponse | None:
+        """The handler's response, or None when it failed (logged once)."""
         try:
             response = self._handler(request)
             if self._is_async:
@@ -387,7 +416,7 @@ class Server:
                     raise TypeError(f"handler returned {type(response).__name__}, not HttpResponse")
         except Exception as exc:
             _log_handler_failure(request, exc)
-            return _SERVER_ERROR
+            return None
         return response
 
     def _timed_out(self, c: _Connection) -> RequestRejected | None:
@@ -399,7 +428,7 @@ class Server:
         return None  # idle, shut down, or the client stopped reading
 
     async def _refuse(self, c: _Connection, status: int) -> None:
-        data, _ = self._encoder.encode(error_response(status), connection=CLOSE)
+        data = self._error_bytes(status)
         with trio.move_on_after(_ERROR_GRACE):
             try:
                 await c.stream.send_all(data)
@@ -479,11 +508,13 @@ async def serve(
     limits: Limits = Limits(),
     date_header: bool = True,
     shutdown_grace: float = 10.0,
+    error_response: ErrorRenderer = error_response,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handler`` on ``listeners`` until cancelled (``Server`` for shutdown).
 
     Reports ``task_status.started(["H:P", ...])`` once accepting.
     """
-    server = Server(handler, limits=limits, date_header=date_header, shutdown_grace=shutdown_grace)
+    server = Server(handler, limits=limits, date_header=date_header, shutdown_grace=shutdown_grace,
+                    error_response=error_response)
     await server.serve(listeners, task_status=task_status)

@@ -1,8 +1,10 @@
 """boto3's STS and IAM clients against the backend over a real loopback socket.
 
-One backend per module runs in a thread (its own trio loop and store, since a
-SQLite connection belongs to one thread) with an injected wall clock that the
-tests move: expiry, the signature window and TOTP steps need no sleeping.
+One backend per module runs in a thread (its own trio loop and store) with an
+injected wall clock that the tests move: expiry, the signature window and TOTP
+steps need no sleeping. It is served as ``rolecall backend serve`` serves it: the
+async ``Backend`` (calls in worker threads, read-only calls on the read lane) with
+the AWS-form layer errors.
 botocore signs with the real clock; the backend's clock starts at real time.
 """
 
@@ -22,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from sts_backend import mfa
-from sts_backend.app import Backend
+from sts_backend.app import Backend, layer_error_response
 from sts_backend.audit import AuditLog
 from sts_backend.iam import bootstrap_admin
 from sts_backend.store import Store
@@ -69,8 +71,10 @@ class ThreadedBackend:
             store = Store.create(self.data_dir, ACCOUNT, self.clock)
             _, key = bootstrap_admin(store)
             audit = AuditLog(os.path.join(self.data_dir, "audit.log"))
-            self._server = Server(Backend(store, self.clock, audit).handle, shutdown_grace=2.0)
+            app = Backend(store, self.clock, audit)
+            self._server = Server(app, shutdown_grace=2.0, error_response=layer_error_response)
             trio.run(self._serve, key)
+            app.close()
             audit.close()
             store.close()
         except BaseException as exc:  # reported to start()

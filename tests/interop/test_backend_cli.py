@@ -130,6 +130,39 @@ def test_listening_line_and_audit_log(served):
     assert '"action":"GetCallerIdentity"' in (data_dir / "audit.log").read_text()
 
 
+def _raw_exchange(url: str, data: bytes) -> bytes:
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+@pytest.mark.parametrize("raw,status,code", [
+    (b"\x16\x03\x01garbage\r\n\r\n", 400, "InvalidRequest"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 600000\r\n\r\nAction=", 413, "RequestEntityTooLarge"),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431, "RequestHeaderSectionTooLarge"),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 414, "RequestURITooLong"),
+])
+def test_serving_layer_refusals_are_aws_error_responses(served, raw, status, code):
+    from wire.query import parse_error
+
+    backend, _, _ = served
+    out = _raw_exchange(backend.url, raw)
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} ")
+    headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in lines[1:])}
+    assert headers["content-type"] == "text/xml" and headers["connection"] == "close" and "date" in headers
+    assert parse_error(body)[0] == code
+    assert f"<RequestId>{headers['x-amzn-requestid']}</RequestId>".encode() in body
+
+
 def test_plain_http_off_loopback_is_refused(tmp_path):
     data_dir = tmp_path / "data"
     init(data_dir)
@@ -157,6 +190,57 @@ def test_ipv6_loopback_listen(tmp_path):
 def test_usage_errors_exit_2():
     assert rolecall("backend").returncode == 2
     assert rolecall("backend", "init").returncode == 2
+
+
+# ---- quotas ---------------------------------------------------------------------------------------
+
+def test_quotas_and_set_quota(tmp_path, capsys):
+    from cli.main import main
+    from sts_backend.store_core import DEFAULT_QUOTAS
+
+    data_dir = str(tmp_path / "data")
+    assert main(["backend", "init", "--data-dir", data_dir, "--account-id", ACCOUNT]) == 0
+    capsys.readouterr()
+    assert main(["backend", "quotas", "--data-dir", data_dir]) == 0
+    assert json.loads(capsys.readouterr().out) == DEFAULT_QUOTAS
+    assert main(["backend", "set-quota", "--data-dir", data_dir, "RolesPerAccount", "500"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"RolesPerAccount": 500}
+    assert main(["backend", "quotas", "--data-dir", data_dir]) == 0
+    assert json.loads(capsys.readouterr().out) == {**DEFAULT_QUOTAS, "RolesPerAccount": 500}
+    for name, value, why in (("RolesPerAcount", "5", "unknown quota 'RolesPerAcount'"),
+                             ("RolesPerAccount", "0", "must be an integer from 1"),
+                             ("RolesPerAccount", "-3", "must be an integer from 1"),
+                             ("RolesPerAccount", "2.5", "must be an integer from 1"),
+                             ("RolesPerAccount", "lots", "must be an integer from 1"),
+                             ("RolesPerAccount", str(2**31), "must be an integer from 1")):
+        assert main(["backend", "set-quota", "--data-dir", data_dir, name, value]) == 1, (name, value)
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.strip().splitlines()) == 1 and why in captured.err
+    assert main(["backend", "quotas", "--data-dir", str(tmp_path / "nothing")]) == 1
+    assert "not initialised" in capsys.readouterr().err
+    assert main(["backend", "quotas", "--data-dir", data_dir]) == 0
+    assert json.loads(capsys.readouterr().out)["RolesPerAccount"] == 500   # the refusals changed nothing
+
+
+def test_set_quota_applies_to_a_running_server(served):
+    backend, admin, data_dir = served
+    iam = backend.client("iam", (admin["AccessKeyId"], admin["SecretAccessKey"]))
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}]})
+    roles = len(iam.list_roles()["Roles"])
+    done = rolecall("backend", "set-quota", "--data-dir", str(data_dir), "RolesPerAccount", str(roles + 1))
+    assert done.returncode == 0, done.stderr
+    try:
+        iam.create_role(RoleName="quota-1", AssumeRolePolicyDocument=trust)
+        with pytest.raises(iam.exceptions.LimitExceededException) as info:
+            iam.create_role(RoleName="quota-2", AssumeRolePolicyDocument=trust)
+        assert f"RolesPerAccount: {roles + 1}" in str(info.value)
+    finally:
+        done = rolecall("backend", "set-quota", "--data-dir", str(data_dir), "RolesPerAccount", "250")
+        assert done.returncode == 0, done.stderr
+    listed = json.loads(rolecall("backend", "quotas", "--data-dir", str(data_dir)).stdout)
+    assert listed["RolesPerAccount"] == 250
+    iam.delete_role(RoleName="quota-1")
 
 
 # ---- the AWS CLI --------------------------------------------------------------------------------

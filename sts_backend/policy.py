@@ -2,10 +2,11 @@
 
 Theory of operation
 -------------------
-``sts_backend.policy_document`` parses and compiles documents; this module holds
-what runs per request: wildcard matching, policy variables, condition evaluation
-(the operator table itself lives with the parser, which validates against it), and
-AWS's decision logic [IUG:reference_policies_evaluation-logic; reference/sts-iam.md §10]:
+``sts_backend.policy_document`` parses and compiles documents; what runs per
+request is wildcard matching and policy variables (``sts_backend.policy_match``),
+condition evaluation (``sts_backend.policy_conditions``), and, here, the request
+context and AWS's decision logic [IUG:reference_policies_evaluation-logic;
+reference/sts-iam.md §10]:
 
 1. An explicit Deny in any policy that applies (identity, session, permissions
    boundary, resource) decides: denied.
@@ -29,184 +30,23 @@ here a statement costs a set lookup or one ``fullmatch`` per element.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from sts_backend.policy_conditions import Condition  # noqa: F401 - re-exported
+from sts_backend.policy_match import (  # noqa: F401 - re-exported
+    Keys, Patterns, compile_glob, glob_regex, parse_template, render,
+)
+
 if TYPE_CHECKING:
-    from sts_backend.policy_document import Operator, Policy, PrincipalSet, Statement
+    from sts_backend.policy_document import Policy, PrincipalSet, Statement
 
 __all__ = [
     "ALLOWED", "EXPLICIT_DENY", "NO_ALLOW", "Condition", "Decision", "Patterns", "PrincipalType",
     "RequestContext", "access_denied_message", "build_request_context", "compile_glob",
     "evaluate", "evaluate_trust", "glob_regex",
 ]
-
-Keys = Mapping[str, tuple[str, ...]]   # condition key (lower-case) -> values; absent = no entry
-_VARIABLE = re.compile(r"\$\{([^}]*)\}")
-_VARIABLE_BODY = re.compile(r"\s*([^,\s]+)\s*(?:,\s*'([^']*)'\s*)?")
-
-
-# --- wildcards and policy variables ----------------------------------------------
-
-def glob_regex(chunks: tuple[tuple[str, bool], ...]) -> str:
-    """Regex source for a glob given as (text, literal) chunks: ``*`` any run, ``?`` one char.
-
-    Middle segments are matched lazily inside atomic groups (as CPython's fnmatch
-    does), so a pattern with many stars stays linear instead of backtracking
-    exponentially: the earliest place a fixed-length segment fits is always a
-    right place. Use with ``fullmatch`` and DOTALL.
-    """
-    segments: list[list[str]] = [[]]
-    for text, literal in chunks:
-        if literal:
-            segments[-1].append(re.escape(text))
-            continue
-        for char in text:
-            if char == "*":
-                segments.append([])
-            else:
-                segments[-1].append("." if char == "?" else re.escape(char))
-    parts = ["".join(s) for s in segments]
-    if len(parts) == 1:
-        return parts[0]
-    middle = "".join(f"(?>.*?{p})" for p in parts[1:-1] if p)
-    return f"{parts[0]}{middle}.*{parts[-1]}"
-
-
-@lru_cache(maxsize=4096)
-def _compile(source: str) -> re.Pattern[str]:
-    return re.compile(source, re.DOTALL)
-
-
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """A compiled ``fullmatch`` regex for one wildcard pattern."""
-    return _compile(glob_regex(((pattern, False),)))
-
-
-def parse_template(value: str) -> tuple | None:
-    """Split ``value`` into glob text and variables, or None when it has none."""
-    if "${" not in value:
-        return None
-    items: list[tuple] = []
-    pos = 0
-    for m in _VARIABLE.finditer(value):
-        items.append(("text", value[pos:m.start()]))
-        body = m.group(1).strip()
-        parsed = _VARIABLE_BODY.fullmatch(body)
-        if body in ("*", "?", "$"):
-            items.append(("literal", body))
-        elif parsed:
-            items.append(("var", parsed.group(1).lower(), parsed.group(2)))
-        else:
-            items.append(("text", m.group(0)))
-        pos = m.end()
-    items.append(("text", value[pos:]))
-    return tuple(items)
-
-
-def render(template: tuple, keys: Keys) -> tuple[tuple[str, bool], ...] | None:
-    """Chunks (text, literal) with variables substituted; None if one has no value.
-
-    Only single-valued keys substitute; substituted text is literal, never a wildcard.
-    """
-    chunks = []
-    for item in template:
-        if item[0] == "text":
-            chunks.append((item[1], False))
-        elif item[0] == "literal":
-            chunks.append((item[1], True))
-        else:
-            values = keys.get(item[1], ())
-            value = values[0] if len(values) == 1 else item[2]
-            if value is None:
-                return None
-            chunks.append((value, True))
-    return tuple(chunks)
-
-
-@dataclass(frozen=True, slots=True)
-class Patterns:
-    """A compiled Action/Resource list: "*", exact strings, one regex, variable templates."""
-
-    match_all: bool
-    exact: frozenset[str]
-    regex: re.Pattern[str] | None
-    templates: tuple[tuple, ...] = ()
-
-    @classmethod
-    def compile(cls, values: tuple[str, ...], *, fold_case: bool, variables: bool) -> Patterns:
-        """Compile once; ``fold_case`` for actions (match lower-cased values), ``variables``
-        when the policy's Version enables ``${...}``."""
-        if fold_case:
-            values = tuple(v.lower() for v in values)
-        templates = tuple(t for t in map(parse_template, values) if t) if variables else ()
-        plain = [v for v in values if not (variables and "${" in v)]
-        exact = frozenset(v for v in plain if "*" not in v and "?" not in v)
-        globs = [v for v in plain if v not in exact]
-        regex = _compile("|".join(f"(?:{glob_regex(((g, False),))})" for g in globs)) if globs else None
-        return cls("*" in plain, exact, regex, templates)
-
-    def matches(self, value: str, keys: Keys) -> bool:
-        if self.match_all or value in self.exact:
-            return True
-        if self.regex is not None and self.regex.fullmatch(value) is not None:
-            return True
-        for template in self.templates:
-            chunks = render(template, keys)
-            if chunks is not None and _compile(glob_regex(chunks)).fullmatch(value) is not None:
-                return True
-        return False
-
-
-# --- conditions -----------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """``{operator: {key: values}}`` for one key: true or false for a request's keys."""
-
-    operator: str                    # as written, e.g. "ForAnyValue:StringLikeIfExists"
-    key: str                         # lower-cased: condition keys are case-insensitive
-    op: Operator
-    values: tuple[Any, ...]          # parsed policy values
-    templates: tuple[tuple, ...]     # values holding policy variables, parsed per request
-    qualifier: str = ""              # "", "ForAnyValue", "ForAllValues"
-    if_exists: bool = False
-    null: bool = False               # the Null operator: about presence, not values
-
-    def holds(self, keys: Keys) -> bool:
-        """Each request value is tested against the policy values (OR; a negated operator
-        inverts that). Unqualified, one passing request value suffices (all must, for a
-        negated operator); ForAnyValue wants one, ForAllValues all."""
-        present = keys.get(self.key, ())
-        if self.null:
-            return ("true" in self.values and not present) or ("false" in self.values and bool(present))
-        if not present:
-            if self.qualifier:
-                return self.qualifier == "ForAllValues"
-            return self.if_exists or self.op.negated
-        values = self.values + self._rendered(keys) if self.templates else self.values
-        op = self.op
-        results = (any(op.match(v, p) for p in values) != op.negated for v in present)
-        if self.qualifier == "ForAnyValue":
-            return any(results)
-        if self.qualifier == "ForAllValues" or op.negated:
-            return all(results)
-        return any(results)
-
-    def _rendered(self, keys: Keys) -> tuple[Any, ...]:
-        out = []
-        for template in self.templates:
-            chunks = render(template, keys)
-            if chunks is None:
-                continue   # a variable without a value matches nothing
-            if self.op.glob:
-                out.append(_compile(glob_regex(chunks)))
-            else:
-                out.append(self.op.parse("".join(text for text, _ in chunks)))
-        return tuple(out)
 
 
 # --- the request --------------------------------------------------------------------

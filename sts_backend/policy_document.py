@@ -23,30 +23,28 @@ which models AWS; every text seen from real AWS is cited where it is defined):
 Kinds: IDENTITY (user/group/role permission policies and session policies),
 TRUST (a role's AssumeRolePolicyDocument), RESOURCE (other resource policies).
 
-Conditions are a table: ``OPERATORS`` maps each base operator name to how its
-policy values are parsed and compared; ``IfExists`` and the ``ForAnyValue:`` /
-``ForAllValues:`` qualifiers wrap any entry. A key missing from the request
-makes a condition false, except: negated operators and ``...IfExists`` (true),
-``ForAllValues`` (true), ``Null`` (its own rule) [IUG:reference_policies_condition
-_operators; reference/sts-iam.md §10]. Policy variables (``${aws:username}``,
-``${key, 'default'}``, ``${*}``, ``${?}``, ``${$}``) are expanded in Resource /
-NotResource and in String* condition values when Version is 2012-10-17; an
-unresolvable variable makes that one value match nothing.
+Condition operators (the table validation checks against, how values are parsed,
+compiling a Condition) live in ``sts_backend.policy_conditions``; wildcards and
+policy variables (``${aws:username}``..., expanded when Version is 2012-10-17) in
+``sts_backend.policy_match``. The names imported from them stay importable here.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-import ipaddress
 import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from sts_backend.errors import MalformedPolicyDocument
-from sts_backend.policy import Condition, Patterns, compile_glob, parse_template
+from sts_backend.policy_conditions import (
+    OPERATORS, Condition, Operator, compile_condition, condition_syntax_ok, condition_values,
+    split_operator,
+)
+from sts_backend.policy_match import Patterns
+from sts_backend.policy_match import compile_glob, parse_template  # noqa: F401 - re-exported
 
 __all__ = [
     "OPERATORS", "Operator", "Policy", "PolicyKind", "PrincipalSet", "Statement",
@@ -104,7 +102,6 @@ _AWS_PRINCIPAL_ARN = re.compile(
     r"arn:aws[a-z-]*:(?:iam::(\d{12}):(?:root|user/.+|role/.+)"
     r"|sts::(\d{12}):(?:assumed-role/[^/]+/.+|federated-user/.+))", re.DOTALL)
 _VENDOR_OK = re.compile(r"[a-zA-Z0-9.-]+")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 
 
 class PolicyKind(enum.Enum):
@@ -120,102 +117,6 @@ def policy_size(text: str) -> int:
     [IUG:reference_iam-quotas]; every Unicode whitespace character is skipped.
     """
     return len("".join(text.split()))
-
-
-# --- condition operators: the table ----------------------------------------------
-
-def _number(text: str) -> float:
-    if not _NUMBER.fullmatch(text.strip()):
-        raise ValueError(text)
-    return float(text)
-
-
-def _epoch(text: str) -> float:
-    """Seconds since the epoch from ISO 8601 (``...Z``, offsets, dates) or epoch seconds."""
-    text = text.strip()
-    if re.fullmatch(r"\d+", text):
-        return float(text)
-    when = dt.datetime.fromisoformat(text.replace("z", "Z"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
-
-
-def _arn_parts(text: str) -> tuple[re.Pattern[str], ...]:
-    return tuple(compile_glob(p) for p in text.split(":", 5))
-
-
-def _arn_match(value: str, parts: tuple[re.Pattern[str], ...]) -> bool:
-    pieces = value.split(":", 5)
-    return len(pieces) == len(parts) and all(p.fullmatch(v) for p, v in zip(parts, pieces))
-
-
-def _ip_match(value: str, network: Any) -> bool:
-    try:
-        return ipaddress.ip_address(value.strip()) in network
-    except ValueError:
-        return False
-
-
-def _convert_match(convert: Callable[[str], Any], compare: Callable[[Any, Any], bool]):
-    def match(value: str, policy_value: Any) -> bool:
-        try:
-            return compare(convert(value), policy_value)
-        except (ValueError, OverflowError):
-            return False
-    return match
-
-
-@dataclass(frozen=True, slots=True)
-class Operator:
-    """One row of the table: parse a policy value once, compare a request value to it."""
-
-    parse: Callable[[str], Any]
-    match: Callable[[str, Any], bool]
-    negated: bool = False
-    variables: bool = False   # policy variables expand in its values (String* only)
-    glob: bool = False        # values are wildcard patterns (StringLike, StringNotLike)
-
-
-def _pair(name: str, parse, match, variables=False, negated_name=None) -> dict[str, Operator]:
-    negated_name = negated_name or name.replace("Equals", "NotEquals").replace("Like", "NotLike")
-    glob = name == "StringLike"
-    return {name: Operator(parse, match, False, variables, glob),
-            negated_name: Operator(parse, match, True, variables, glob)}
-
-
-_ORDER = {"Equals": float.__eq__, "LessThan": float.__lt__, "LessThanEquals": float.__le__,
-          "GreaterThan": float.__gt__, "GreaterThanEquals": float.__ge__}
-
-OPERATORS: dict[str, Operator] = {
-    **_pair("StringEquals", str, str.__eq__, True),
-    **_pair("StringEqualsIgnoreCase", str.lower, lambda v, p: v.lower() == p, True),
-    **_pair("StringLike", compile_glob,
-            lambda v, p: p.fullmatch(v) is not None, True),
-    **{f"Numeric{k}": Operator(_number, _convert_match(_number, f)) for k, f in _ORDER.items()},
-    "NumericNotEquals": Operator(_number, _convert_match(_number, float.__eq__), True),
-    **{f"Date{k}": Operator(_epoch, _convert_match(_epoch, f)) for k, f in _ORDER.items()},
-    "DateNotEquals": Operator(_epoch, _convert_match(_epoch, float.__eq__), True),
-    "Bool": Operator(str.lower, lambda v, p: v.lower() == p),
-    "BinaryEquals": Operator(str, str.__eq__),
-    **_pair("IpAddress", lambda p: ipaddress.ip_network(p.strip(), strict=False), _ip_match,
-            negated_name="NotIpAddress"),
-    **_pair("ArnEquals", _arn_parts, _arn_match),
-    **_pair("ArnLike", _arn_parts, _arn_match),
-    "Null": Operator(str.lower, lambda v, p: False),   # evaluated by Condition itself
-}
-_QUALIFIERS = ("ForAnyValue:", "ForAllValues:")
-
-
-def split_operator(name: str) -> tuple[str, str, bool]:
-    """("ForAnyValue", "StringLike", True) from "ForAnyValue:StringLikeIfExists"."""
-    qualifier = ""
-    for prefix in _QUALIFIERS:
-        if name.startswith(prefix):
-            qualifier, name = prefix[:-1], name[len(prefix):]
-            break
-    if_exists = name.endswith("IfExists")
-    return qualifier, name.removesuffix("IfExists"), if_exists
 
 
 # --- compiled documents -----------------------------------------------------------
@@ -331,36 +232,17 @@ def _statement_syntax_ok(st: dict) -> bool:
     if principal != "*" and not (isinstance(principal, dict) and set(principal) <= _PRINCIPAL_TYPES
                                  and all(_strings(v) for v in principal.values())):
         return False
-    return _condition_syntax_ok(st.get("Condition", {}))
+    return condition_syntax_ok(st.get("Condition", {}))
 
 
 def _strings(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
 
 
-def _condition_syntax_ok(block: Any) -> bool:
-    if not isinstance(block, dict):
-        return False
-    for operator, body in block.items():
-        if not isinstance(body, dict):
-            return False
-        if split_operator(operator)[1] not in OPERATORS and body:
-            return False   # unknown operators pass only when empty (moto models AWS so)
-        for values in body.values():
-            items = values if isinstance(values, list) else [values]
-            if not all(isinstance(v, (str, bool, int, float)) for v in items):
-                return False
-    return True
-
-
 # --- stages 3-6: legacy parsing, Sids, required/forbidden elements, value formats -------
 
 def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
-
-
-def _condition_values(values: Any) -> list[str]:
-    return [("true" if v else "false") if isinstance(v, bool) else str(v) for v in _as_list(values)]
 
 
 def _legacy_checks(st: dict) -> None:
@@ -371,7 +253,7 @@ def _legacy_checks(st: dict) -> None:
         if op is None or op.variables:
             continue
         for values in body.values():
-            for value in _condition_values(values):
+            for value in condition_values(values):
                 try:
                     op.parse(value)
                 except (ValueError, OverflowError):
@@ -484,27 +366,13 @@ def _compile_statement(st: dict, *, variables: bool) -> Statement:
                                      variables=variables)
     principal_field = "Principal" if "Principal" in st else "NotPrincipal"
     principals = _principal_set(st[principal_field]) if principal_field in st else None
-    conditions = tuple(_compile_condition(operator, key, values, variables)
+    conditions = tuple(compile_condition(operator, key, values, variables)
                        for operator, body in st.get("Condition", {}).items()
                        if split_operator(operator)[1] in OPERATORS
                        for key, values in body.items())
     return Statement(st.get("Sid") or None, st["Effect"] == "Allow", actions,
                      "NotAction" in st, resources, "NotResource" in st,
                      principals, "NotPrincipal" in st, conditions)
-
-
-def _compile_condition(operator: str, key: str, raw: Any, variables: bool) -> Condition:
-    qualifier, base, if_exists = split_operator(operator)
-    op = OPERATORS[base]
-    values, templates = [], []
-    for value in _condition_values(raw):
-        template = parse_template(value) if variables and op.variables else None
-        if template:
-            templates.append(template)
-        else:
-            values.append(op.parse(value))
-    return Condition(operator, key.lower(), op, tuple(values), tuple(templates), qualifier,
-                     if_exists, base == "Null")
 
 
 def _principal_set(principal: Any) -> PrincipalSet:

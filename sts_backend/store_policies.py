@@ -1,6 +1,6 @@
 """Store part: inline policies, managed policies and their versions, attachments.
 
-Sizes are counted by the caller (``sts_backend.policy.policy_size``: characters
+Sizes are counted by the caller (``sts_backend.policy_document.policy_size``: characters
 other than whitespace) and stored with each inline policy, so the aggregate
 per-entity limit (user 2,048, group 5,120, role 10,240) is checked inside the
 write transaction. Version ids are ``v1``, ``v2``, … and never reused.

@@ -60,12 +60,12 @@ import binascii
 import datetime as _dt
 import json
 import re
-import unicodedata
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sts_backend.errors import SenderError, ValidationError
+from sts_backend.java_regex import compile_pattern, java_regex  # re-exported
 from wire.query import QueryError, list_items
 
 __all__ = ["api_version", "check_operation", "compile_pattern", "java_regex", "operations", "validate"]
@@ -80,95 +80,6 @@ _INT_BOUNDS = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _ALSO_REQUIRED = {"PolicyDescriptorType": frozenset({"arn"})}
 _EXPECT = {"integer": "an integer", "long": "an integer", "boolean": "true or false",
            "timestamp": "an ISO-8601 timestamp", "blob": "base64 data"}
-
-
-# --- Java regex -> Python re --------------------------------------------------------
-
-_SCAN_LIMIT = 0x40000  # planes 4-16 hold no letters, numbers or separators
-
-
-@cache
-def _category_runs() -> tuple[tuple[int, int, str], ...]:
-    """``(first, last, category)`` runs of code points, scanned once (~25 ms)."""
-    runs, start, current = [], 0, unicodedata.category("\0")
-    for cp in range(1, _SCAN_LIMIT):
-        cat = unicodedata.category(chr(cp))
-        if cat != current:
-            runs.append((start, cp - 1, current))
-            start, current = cp, cat
-    runs.append((start, _SCAN_LIMIT - 1, current))
-    return tuple(runs)
-
-
-@cache
-def _category_class(category: str) -> str:
-    """Ranges (class body) of Unicode general category ``category`` (``L``, ``Lu``...)."""
-    merged: list[list[int]] = []
-    for first, last, cat in _category_runs():
-        if cat.startswith(category):
-            if merged and merged[-1][1] == first - 1:
-                merged[-1][1] = last
-            else:
-                merged.append([first, last])
-    if not merged:
-        raise ValueError(f"unknown Unicode category {category!r}")
-    return "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in merged)
-
-
-_ESCAPE = re.compile(r"\\(?:p\{(\w{1,2})\}|u([0-9A-Fa-f]{4})([0-9A-Fa-f]{0,2})|(.))", re.S)
-
-
-def java_regex(pattern: str) -> str:
-    """Translate an AWS model pattern (Java syntax) into Python ``re`` syntax."""
-    out, pos, in_class = [], 0, False
-    for m in _ESCAPE.finditer(pattern):
-        out.append(_plain(pattern[pos:m.start()], in_class))
-        in_class = _class_state(pattern[pos:m.start()], in_class)
-        category, hex4, more, other = m.groups()
-        if category:
-            body = _category_class(category)
-            out.append(body if in_class else f"[{body}]")
-        elif hex4:
-            wide = int(hex4 + more, 16) if more else 0
-            if 0x10000 <= wide <= 0x10FFFF:
-                out.append(f"\\U{wide:08X}")
-            else:
-                out.append(f"\\u{hex4}{more}")
-        elif other in "PQEk":
-            raise ValueError(f"unsupported Java regex escape \\{other} in {pattern!r}")
-        else:
-            out.append(m.group())
-        pos = m.end()
-    out.append(_plain(pattern[pos:], in_class))
-    return "".join(out)
-
-
-def _class_state(text: str, in_class: bool) -> bool:
-    for ch in text:
-        if ch == "[" and not in_class:
-            in_class = True
-        elif ch == "]" and in_class:
-            in_class = False
-    return in_class
-
-
-def _plain(text: str, in_class: bool) -> str:
-    if "&&" in text:
-        raise ValueError("Java class intersection (&&) is not supported")
-    out = []
-    for ch in text:
-        if ch == "." and not in_class:  # Java's . excludes every line terminator
-            out.append("[^\\n\\r\\u0085\\u2028\\u2029]")
-        else:
-            out.append(ch)
-        in_class = _class_state(ch, in_class)
-    return "".join(out)
-
-
-@cache
-def compile_pattern(pattern: str) -> re.Pattern:
-    """The compiled Python equivalent of a model pattern (use ``fullmatch``)."""
-    return re.compile(java_regex(pattern), re.ASCII)
 
 
 def _utf16_len(text: str) -> int:

@@ -1,0 +1,304 @@
+"""The checks of each section of the agent's config file, and of its values.
+
+One function per section (``_sts``, ``_source``, ``_role``, ``_metadata``,
+``_container``, ``_control_socket``) turns its ``_Table`` into that section's
+value or raises ``ConfigError`` naming the key. Part of ``agent.config``,
+whose ``parse_config`` calls them in that order; its theory of operation is
+there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from agent.config import (_ROLE_ARN, GLOBAL_REGION, MAX_SOCKET_PATH, MIN_REFRESH_LEAD, RoleConfig, SourceConfig,
+                          StsConfig, default_control_socket, default_session_name)
+from agent.config_table import _require, _Table
+from agent.errors import SourceError
+from agent.sources import read_secret_file, read_token_file
+from metadata_server.config import ContainerConfig, MetadataConfig
+
+_NOT_YET = ("keyring", "profile")
+_SOURCE_KINDS = {"secret_access_key": "static", "secret_access_key_file": "file", "env": "env",
+                 "web_identity_token_file": "web_identity"}
+_SOURCES_HELP = ("access_key_id with secret_access_key or secret_access_key_file, env = true, "
+                 "or web_identity_token_file")
+
+_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-[0-9]+")
+_SIGNING_REGION = re.compile(r"[A-Za-z0-9_-]{1,63}")
+_ACCESS_KEY_ID = re.compile(r"[A-Za-z0-9_]{3,128}")
+_SECRET = re.compile(r"[\x21-\x7e]{1,1024}")
+_POLICY_ARN = re.compile(r"arn:[a-z][a-z0-9-]*:iam::(?:[0-9]{12}|aws):policy/[\x21-\x7e]+", re.ASCII)
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+_SOURCE_IDENTITY = re.compile(r"[\w+=,.@-]{2,256}", re.ASCII)
+_POLICY_CHARS = re.compile(r"[\t\n\r\x20-\xff]*")
+_TAG_PUNCT = frozenset("_.:/=+-@")
+
+
+# --- [sts] -------------------------------------------------------------------------------
+
+
+def _sts(t: _Table, base_dir: str) -> StsConfig:
+    endpoint = t.string("endpoint_url")
+    if endpoint is not None:
+        _check_url(t, endpoint)
+    region = t.string("region", pattern=_SIGNING_REGION, reason="must be a region name such as us-east-1")
+    if region is None:
+        if endpoint is None:
+            raise t.error("region", "required when endpoint_url is omitted (it picks sts.REGION.amazonaws.com)")
+        region = "us-east-1"
+    elif endpoint is None and not (_AWS_REGION.fullmatch(region) or region == GLOBAL_REGION):
+        raise t.error("region", f"must be an AWS region such as eu-west-1 (or {GLOBAL_REGION} for "
+                                "sts.amazonaws.com) when endpoint_url is omitted")
+    timeout = t.values.get("timeout_seconds", 10.0)
+    if type(timeout) not in (int, float) or not 0 < timeout <= 300:
+        raise t.error("timeout_seconds", "must be a number of seconds above 0 and at most 300")
+    ca_bundle = t.path_value("ca_bundle", base_dir)
+    if ca_bundle is not None:
+        _check_ca_bundle(t, ca_bundle)
+    return StsConfig(endpoint, region, float(timeout), ca_bundle)
+
+
+def _check_url(t: _Table, url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise t.error("endpoint_url", "is not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise t.error("endpoint_url", "must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise t.error("endpoint_url", "must not hold a user name or password")
+    if parts.query or parts.fragment:
+        raise t.error("endpoint_url", "must not have a query string or fragment")
+
+
+def _check_ca_bundle(t: _Table, path: str) -> None:
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:
+        raise t.error("ca_bundle", f"cannot load {path}: {exc.reason or 'not PEM certificates'}") from None
+    except OSError as exc:
+        raise t.error("ca_bundle", f"cannot load {path}: {exc.strerror or exc}") from None
+
+
+# --- [source] ----------------------------------------------------------------------------
+
+
+def _source(t: _Table, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
+    _require(t, f"give one credential source: {_SOURCES_HELP}")
+    for key in _NOT_YET:
+        if key in t:
+            raise t.error(key, f"not supported yet (it arrives with the laptop set-up); use {_SOURCES_HELP}")
+    chosen = [key for key in _SOURCE_KINDS if key in t]
+    if len(chosen) > 1:
+        raise t.error(chosen[1], f"conflicts with {chosen[0]}: give exactly one credential source")
+    if not chosen:
+        if "access_key_id" in t:
+            raise t.error("access_key_id", "needs secret_access_key or secret_access_key_file")
+        raise t.error(None, f"give one credential source: {_SOURCES_HELP}")
+    kind = _SOURCE_KINDS[chosen[0]]
+    if kind in ("static", "file"):
+        return _key_source(t, kind, chosen[0], environ, base_dir)
+    if "access_key_id" in t:
+        raise t.error("access_key_id", "goes only with secret_access_key or secret_access_key_file")
+    if kind == "env":
+        if t.values["env"] is not True:
+            raise t.error("env", "must be true (leave it out otherwise)")
+        return SourceConfig("env")
+    token_file = _credential_path(t, "web_identity_token_file", environ, base_dir)
+    _check_readable(t, "web_identity_token_file", read_token_file, token_file)
+    return SourceConfig("web_identity", web_identity_token_file=token_file)
+
+
+def _key_source(t: _Table, kind: str, secret_key: str, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
+    if "access_key_id" not in t:
+        raise t.error(secret_key, "needs access_key_id")
+    key_id = t.string("access_key_id", pattern=_ACCESS_KEY_ID,
+                      reason="must be 3-128 letters, digits or underscores")
+    if kind == "static":
+        value = t.values["secret_access_key"]
+        if not isinstance(value, str) or not _SECRET.fullmatch(value):
+            raise t.error("secret_access_key", "must be a non-empty string of printable ASCII without spaces")
+        return SourceConfig("static", key_id, secret_access_key=value)
+    secret_file = _credential_path(t, "secret_access_key_file", environ, base_dir)
+    _check_readable(t, "secret_access_key_file", read_secret_file, secret_file)
+    return SourceConfig("file", key_id, secret_access_key_file=secret_file)
+
+
+def _credential_path(t: _Table, key: str, environ: Mapping[str, str], base_dir: str) -> str:
+    """Relative paths resolve against ``$CREDENTIALS_DIRECTORY`` (systemd), else the config's directory."""
+    value = t.string(key)
+    if not value:
+        raise t.error(key, "must be a non-empty path")
+    return os.path.join(environ.get("CREDENTIALS_DIRECTORY") or base_dir, os.path.expanduser(value))
+
+
+def _check_readable(t: _Table, key: str, reader, path: str) -> None:
+    try:
+        reader(path)
+    except SourceError as exc:
+        raise t.error(key, str(exc)) from None
+
+
+# --- [role] ------------------------------------------------------------------------------
+
+
+def _role(t: _Table, hostname: str | None) -> RoleConfig:
+    _require(t, 'the agent needs the role it serves (arn = "arn:aws:iam::...")')
+    if "arn" not in t:
+        raise t.error("arn", "required")
+    arn = t.string("arn")
+    if not 20 <= len(arn) <= 2048 or not _ROLE_ARN.fullmatch(arn):
+        raise t.error("arn", "must be a role ARN such as arn:aws:iam::123456789012:role/NAME")
+    session_name = t.string("session_name", pattern=_SESSION_NAME,
+                            reason="must be 2-64 characters of letters, digits and +=,.@_-")
+    duration = t.integer("duration_seconds", 900, 43200, 3600)
+    return RoleConfig(
+        arn=arn,
+        session_name=session_name or default_session_name(hostname),
+        duration_seconds=duration,
+        external_id=t.string("external_id", pattern=_EXTERNAL_ID,
+                             reason="must be 2-1224 characters of letters, digits and +=,.@:/_-"),
+        policy=_policy(t),
+        policy_arns=_policy_arns(t),
+        tags=_tags(t),
+        source_identity=t.string("source_identity", pattern=_SOURCE_IDENTITY,
+                                 reason="must be 2-256 characters of letters, digits and +=,.@_-"),
+        refresh_before_expiry_seconds=_refresh_lead(t, duration),
+    )
+
+
+def _refresh_lead(t: _Table, duration: int) -> int | None:
+    """``refresh_before_expiry_seconds``: from 600 (botocore's own refresh window: ``rotation``
+    would raise anything shorter to it anyway) to ``duration_seconds`` - 300."""
+    low, high = MIN_REFRESH_LEAD, duration - 300
+    value = t.values.get("refresh_before_expiry_seconds")
+    if value is not None and (type(value) is not int or not low <= value <= high):
+        raise t.error("refresh_before_expiry_seconds", f"must be an integer from {low} to {high} "
+                      f"(botocore refreshes by itself in the last {low // 60} minutes)")
+    return value
+
+
+def _refuse_for_web_identity(t: _Table) -> None:
+    for key in ("external_id", "tags", "source_identity"):
+        if key in t:
+            raise t.error(key, "not used with web_identity_token_file "
+                               "(AssumeRoleWithWebIdentity takes it from the token)")
+
+
+def _policy(t: _Table) -> str | None:
+    policy = t.string("policy")
+    if policy is None:
+        return None
+    if not 1 <= len(policy) <= 2048 or not _POLICY_CHARS.fullmatch(policy):
+        raise t.error("policy", "must be 1-2048 characters of tab, newline, CR and U+0020-U+00FF")
+    try:
+        document = json.loads(policy)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise t.error("policy", "must be a JSON policy document (an object)")
+    return policy
+
+
+def _policy_arns(t: _Table) -> tuple[str, ...]:
+    arns = t.strings("policy_arns") or ()
+    if len(arns) > 10:
+        raise t.error("policy_arns", "at most 10 policies")
+    for i, arn in enumerate(arns, 1):
+        if not 20 <= len(arn) <= 2048 or not _POLICY_ARN.fullmatch(arn):
+            raise t.error("policy_arns", f"entry {i} is not a policy ARN such as arn:aws:iam::aws:policy/NAME")
+    return arns
+
+
+def _tag_text_ok(text: str) -> bool:
+    return all(c in _TAG_PUNCT or unicodedata.category(c)[0] in "LNZ" for c in text)
+
+
+def _tags(t: _Table) -> tuple[tuple[str, str], ...]:
+    tags = t.values.get("tags")
+    if tags is None:
+        return ()
+    if not isinstance(tags, dict):
+        raise t.error("tags", "must be a table of key = \"value\"")
+    if len(tags) > 50:
+        raise t.error("tags", "at most 50 tags")
+    seen: set[str] = set()
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or not _tag_text_ok(key):
+            raise t.error("tags", f"tag key {key!r} must be 1-128 letters, digits, spaces or _.:/=+-@")
+        if not isinstance(value, str) or len(value) > 256 or not _tag_text_ok(value):
+            raise t.error("tags", f"tag {key!r}: value must be a string of 0-256 letters, digits, spaces or _.:/=+-@")
+        if key.lower() in seen:
+            raise t.error("tags", f"tag key {key!r} is given twice (tag keys ignore case)")
+        seen.add(key.lower())
+    return tuple(tags.items())
+
+
+# --- [metadata], [container], [agent] ----------------------------------------------------
+
+_METADATA_STRINGS = ("tokens", "region", "availability_zone", "instance_id")
+# Which other keys a key's check depends on, to find the key a ValueError is about.
+_METADATA_NEEDS = {"availability_zone": ("region",)}
+
+
+def _metadata(t: _Table, sts_region: str) -> MetadataConfig:
+    values: dict[str, Any] = {}
+    for key in ("listen", "allowed_hosts", "allowed_peers"):
+        if key in t:
+            values[key] = t.strings(key, one_allowed=True)
+    for key in _METADATA_STRINGS:
+        if key in t:
+            values[key] = t.string(key)
+    if "hop_limit" in t:
+        values["hop_limit"] = t.integer("hop_limit", 1, 64)
+    if "region" not in values and _AWS_REGION.fullmatch(sts_region):
+        values["region"] = sts_region
+    return _build(t, MetadataConfig, values, _METADATA_NEEDS)
+
+
+def _container(t: _Table, base_dir: str) -> ContainerConfig:
+    values: dict[str, Any] = {}
+    if "listen" in t:
+        values["listen"] = t.strings("listen", one_allowed=True)
+    if "token_file" in t:
+        values["token_file"] = t.path_value("token_file", base_dir)
+    return _build(t, ContainerConfig, values, {})
+
+
+def _build(t: _Table, cls, values: dict[str, Any], needs: dict[str, tuple[str, ...]]):
+    """``cls(**values)``, with a ``ValueError`` reported against the key it is about."""
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise t.error(_culprit(cls, values, needs), str(exc)) from None
+
+
+def _culprit(cls, values: dict[str, Any], needs: dict[str, tuple[str, ...]]) -> str | None:
+    for key in values:
+        alone = {k: values[k] for k in (*needs.get(key, ()), key) if k in values}
+        try:
+            cls(**alone)
+        except ValueError:
+            return key
+    return None
+
+
+def _control_socket(t: _Table, environ: Mapping[str, str], uid: int) -> str:
+    if "control_socket" not in t:
+        return default_control_socket(environ, uid)
+    value = t.string("control_socket")
+    if not os.path.isabs(value):
+        raise t.error("control_socket", "must be an absolute path")
+    if len(os.fsencode(value)) > MAX_SOCKET_PATH:
+        raise t.error("control_socket", f"must be at most {MAX_SOCKET_PATH} bytes (a unix socket path)")
+    return value

@@ -17,7 +17,7 @@ from botocore.exceptions import MetadataRetrievalError
 from botocore.utils import ContainerMetadataFetcher
 
 from metadata_server import ContainerConfig, ContainerHandler, SimpleHolder, new_container_token, write_token_file
-from metadata_server.testing import Recorder, running, sample_credentials
+from tests.imds_support import Recorder, running, sample_credentials
 from wire.clock import FixedClock, SystemClock
 from wire.http import HttpRequest
 from tests.servers import requires_ipv6

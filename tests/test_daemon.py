@@ -31,7 +31,7 @@ from agent.config import load_config
 from agent.daemon import run_agent, status_document
 from agent.demo import DemoAccount, Keys, seed_demo
 from agent.sdnotify import Notifier
-from metadata_server.testing import http_request
+from tests.imds_support import http_request
 from sts_backend import server as backend_server
 from sts_backend.app import Backend
 from sts_backend.iam import bootstrap_admin

@@ -20,7 +20,7 @@ from botocore.exceptions import InvalidIMDSEndpointError, MetadataRetrievalError
 from botocore.utils import InstanceMetadataFetcher, InstanceMetadataRegionFetcher
 
 from metadata_server import ImdsHandler, MetadataConfig, SimpleHolder
-from metadata_server.testing import running, sample_credentials
+from tests.imds_support import running, sample_credentials
 from wire.clock import SystemClock
 from wire.http import HttpResponse
 from tests.servers import requires_ipv6

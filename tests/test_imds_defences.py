@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from metadata_server import ImdsHandler, MetadataConfig, PeerPolicy, SimpleHolder
-from metadata_server.testing import sample_credentials
+from tests.imds_support import sample_credentials
 from wire.clock import FixedClock
 from wire.http import HttpRequest
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, SimpleHolder
 from metadata_server.imds import _is_credential_path
-from metadata_server.testing import sample_credentials
+from tests.imds_support import sample_credentials
 from wire.clock import FixedClock
 from wire.http import HttpRequest, HttpResponse
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from metadata_server import ImdsHandler, MetadataConfig, SimpleHolder
-from metadata_server.testing import sample_credentials
+from tests.imds_support import sample_credentials
 from wire.clock import FixedClock
 from wire.http import HttpRequest
 

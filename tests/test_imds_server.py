@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from metadata_server import MetadataConfig, SimpleHolder, serve_metadata
-from metadata_server.testing import http_request, sample_credentials
+from tests.imds_support import http_request, sample_credentials
 from wire.clock import SystemClock
 from tests.servers import requires_ipv6
 

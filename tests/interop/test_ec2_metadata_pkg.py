@@ -23,7 +23,7 @@ import pytest
 import trio
 
 from metadata_server import ImdsHandler, MetadataConfig, SimpleHolder
-from metadata_server.testing import Recorder, running, sample_credentials
+from tests.imds_support import Recorder, running, sample_credentials
 from wire.clock import SystemClock
 
 pytestmark = pytest.mark.interop

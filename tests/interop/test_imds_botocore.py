@@ -15,7 +15,7 @@ from botocore.exceptions import MetadataRetrievalError
 from botocore.session import Session
 
 from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, SimpleHolder, write_token_file
-from metadata_server.testing import Recorder, running, sample_credentials
+from tests.imds_support import Recorder, running, sample_credentials
 from wire.clock import SystemClock
 from wire.http import HttpResponse
 from tests.servers import requires_ipv6

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, SimpleHolder, write_token_file
-from metadata_server.testing import Recorder, running, sample_credentials
+from tests.imds_support import Recorder, running, sample_credentials
 from wire.clock import SystemClock
 from wire.http import HttpResponse
 

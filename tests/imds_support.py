@@ -1,8 +1,7 @@
 """Helpers for tests of (and against) the metadata server: credentials and live servers.
 
-Like ``trio.testing``: shipped with the package so the agent's and the CLI's
-tests can start a real metadata server on a loopback port without copying
-code. Nothing here is used in production.
+Test support only (the benchmarks use it too); the HTTP client is
+``tests.servers.H11Client``, the one h11 client of the test suite.
 """
 
 from __future__ import annotations
@@ -12,12 +11,12 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import h11
 import trio
 
 from metadata_server.credentials import RoleCredentials
 from wire.http import Handler, Limits
 from wire.listeners import open_tcp_listeners
+from tests.servers import H11Client
 from wire.serve import Server
 
 __all__ = ["Recorder", "http_request", "running", "sample_credentials"]
@@ -88,24 +87,8 @@ async def http_request(
     host, _, port = address.rpartition(":")
     stream = await trio.open_tcp_stream(host.strip("[]"), int(port))
     async with stream:
-        conn = h11.Connection(h11.CLIENT)
-        names = {name.lower() for name, _ in headers}
-        sent = list(headers)
-        if "host" not in names:
-            sent.insert(0, ("Host", "169.254.169.254"))
-        sent.append(("Content-Length", str(len(body))))
-        data = conn.send(h11.Request(method=method, target=target, headers=sent))
-        data += conn.send(h11.Data(data=body)) if body else b""
-        await stream.send_all(data + conn.send(h11.EndOfMessage()))
-        status, got, chunks = 0, {}, []
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                got = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
-            elif isinstance(event, h11.Data):
-                chunks.append(event.data)
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                return status, got, b"".join(chunks)
+        given = dict((name.lower(), value) for name, value in headers)
+        rest = [(name, value) for name, value in headers if name.lower() != "host"]
+        client = H11Client(stream, host=given.get("host", "169.254.169.254"))
+        response = await client.request(method, target, [*rest, ("Content-Length", str(len(body)))], body)
+    return response.status, response.headers, response.body

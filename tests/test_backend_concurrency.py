@@ -52,8 +52,8 @@ class Served:
                                  headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
 
 
-@pytest.fixture
-async def served(nursery, tmp_path):
+async def start_served(nursery, tmp_path) -> tuple[Served, trio.Event]:
+    """The backend served as `rolecall backend serve` does; the event is set once serving ended."""
     running = Served(str(tmp_path / "data"))
     done = trio.Event()
 
@@ -64,6 +64,12 @@ async def served(nursery, tmp_path):
             done.set()
 
     running.url = (await nursery.start(serve))[0]
+    return running, done
+
+
+@pytest.fixture
+async def served(nursery, tmp_path):
+    running, done = await start_served(nursery, tmp_path)
     yield running
     running.stop.set()
     await done.wait()
@@ -238,16 +244,7 @@ def test_reader_store_shares_the_key_use_buffer_and_never_flushes(tmp_path):
 
 
 async def test_closing_the_server_closes_the_read_lane(nursery, tmp_path):
-    running = Served(str(tmp_path / "data"))
-    done = trio.Event()
-
-    async def serve(task_status=trio.TASK_STATUS_IGNORED):
-        try:
-            await backend_server.serve(running.backend, ["127.0.0.1:0"], stop=running.stop, task_status=task_status)
-        finally:
-            done.set()
-
-    running.url = (await nursery.start(serve))[0]
+    running, done = await start_served(nursery, tmp_path)
     async with httpx.AsyncClient(timeout=10) as client:
         assert (await running.call(client, "sts", "GetCallerIdentity")).status_code == 200
     reader = running.backend._reader

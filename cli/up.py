@@ -22,7 +22,6 @@ SIGINT/SIGTERM stop the agent gracefully, then the backend; exit 0.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -205,14 +204,13 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> None:
 
 
 def _check_loopback(option: str, address: str) -> None:
-    from wire.listeners import parse_address
+    from wire.listeners import is_loopback_host, parse_address
 
     try:
         host, _ = parse_address(address)
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError as exc:
         raise CliError(f"up: {option}: {exc}") from None
-    if not loopback:
+    if not is_loopback_host(host):
         raise CliError(f"up: {option} {address}: rolecall up serves on loopback only")
 
 

@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from typing import Literal
 
-from wire.listeners import parse_address
+from wire.listeners import is_loopback_host, parse_address
 
 __all__ = [
     "ContainerConfig",
@@ -189,11 +189,7 @@ class ContainerConfig:
         object.__setattr__(self, "listen", _tuple(self.listen))
         for address in self.listen:
             host, _port = parse_address(address)
-            try:
-                loopback = ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-            except ValueError:
-                loopback = host == "localhost"
-            if not loopback:
+            if not is_loopback_host(host):
                 raise ValueError(f"container listen address {address!r} must be loopback")
         if not _PATH.fullmatch(self.path):
             raise ValueError("path must start with / and use only unreserved characters")

@@ -21,7 +21,6 @@ in CreateAccessKey answers and session tokens would cross the network in clear.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import signal
 import ssl
@@ -32,7 +31,7 @@ import trio
 
 from sts_backend.app import Backend, layer_error_response
 from wire.http import Limits
-from wire.listeners import format_address, open_tcp_listeners, parse_address
+from wire.listeners import format_address, is_loopback_host, open_tcp_listeners, parse_address
 from wire.serve import Server
 
 __all__ = ["ListenRefused", "check_listen", "tls_context", "run", "serve"]
@@ -47,15 +46,6 @@ class ListenRefused(ValueError):
     """A listen address that may not be served as asked (plain HTTP off loopback)."""
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
 def check_listen(addresses: Sequence[str], *, tls: bool, insecure_http: bool) -> None:
     """Refuse plain HTTP on a non-loopback address unless ``insecure_http``.
 
@@ -65,7 +55,7 @@ def check_listen(addresses: Sequence[str], *, tls: bool, insecure_http: bool) ->
     """
     for text in addresses:
         host, _ = parse_address(text)
-        if not tls and not insecure_http and not _is_loopback(host):
+        if not tls and not insecure_http and not is_loopback_host(host):
             raise ListenRefused(f"refusing plain HTTP on non-loopback address {text}: keys and session tokens "
                                 "would cross the network in clear (use --tls-cert/--tls-key, or --insecure-http)")
 

@@ -138,8 +138,17 @@ def test_exported_names():
     }  # fmt: skip
     assert set(wire_serve.__all__) == {"ErrorRenderer", "Server", "serve"}
     assert set(wire_listeners.__all__) == {
-        "format_address", "inherited_listeners", "listen_fds", "open_tcp_listeners", "parse_address",
+        "format_address", "inherited_listeners", "is_loopback_host", "listen_fds", "open_tcp_listeners",
+        "parse_address",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.9.8.7", True), ("::1", True), ("::1%lo", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("169.254.169.254", False), ("10.0.0.1", False), ("example.com", False),
+])  # fmt: skip
+def test_is_loopback_host(host, loopback):
+    assert wire_listeners.is_loopback_host(host) is loopback
 
 
 def test_encoder_frames_the_response():

@@ -20,6 +20,7 @@ import trio
 __all__ = [
     "format_address",
     "inherited_listeners",
+    "is_loopback_host",
     "listen_fds",
     "open_tcp_listeners",
     "parse_address",
@@ -44,6 +45,14 @@ def parse_address(text: str) -> tuple[str, int]:
     elif ":" in host:
         raise ValueError(f"listen address {text!r}: write IPv6 addresses as [addr]:port")
     return host, int(port_text)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP literal (an IPv6 zone id ignored), as ``parse_address`` returns it."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def format_address(sockname: tuple) -> str:

@@ -94,10 +94,6 @@ class Notifier:
         """``STOPPING=1``: shutdown has begun."""
         return self.notify("STOPPING=1")
 
-    def reloading(self) -> bool:
-        """``RELOADING=1``: a configuration reload has begun (send ``READY=1`` after)."""
-        return self.notify("RELOADING=1")
-
     async def run_watchdog(self) -> None:
         """Ping ``WATCHDOG=1`` at half the watchdog interval, forever (returns at once without one)."""
         if self.watchdog is None or self._address is None:

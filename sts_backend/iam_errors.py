@@ -141,10 +141,6 @@ def need_user_name() -> ValidationError:
     return ValidationError("Must specify userName when calling with non-User credentials")
 
 
-def alias_exists(alias: str) -> EntityAlreadyExists:
-    return EntityAlreadyExists(f"The account alias {alias} already exists.")
-
-
 def no_such_alias(alias: str) -> NoSuchEntity:
     # UNVERIFIED wording.
     return NoSuchEntity(f"The account alias {alias} cannot be found.")

@@ -38,7 +38,6 @@ __all__ = ["ListenRefused", "check_listen", "tls_context", "run", "serve"]
 
 log = logging.getLogger("rolecall.backend")
 
-DEFAULT_LISTEN = "127.0.0.1:8900"
 LIMITS = Limits(max_body_bytes=512 * 1024, request_timeout=30.0)
 
 

@@ -17,8 +17,11 @@ refuse at load what could never work: ``secret_access_key_file`` and
 them, else against the config file's directory), and ``ca_bundle``. Secret
 values never reach a message or a ``repr``.
 
-``keyring`` and ``profile`` in ``[source]`` are reserved for the laptop issue
-and refused with a "not supported yet" error until then.
+``[source] keyring`` and ``profile`` name long-term keys in the OS keyring
+and a profile of the AWS config files; they are read when the agent starts,
+not at load. ``mfa_serial`` makes the agent hold an MFA session
+(GetSessionToken) of that identity and assume the role from it, so
+``duration_seconds`` is then at most 3600 (STS's role-chaining cap).
 
 This module holds the checked values and the entry points; the checks are in
 ``agent.config_table`` (the known sections and keys, typed getters) and
@@ -98,19 +101,27 @@ class SourceConfig:
 
     Args:
         kind: ``static`` (both keys in the file), ``file`` (the secret in
-            ``secret_access_key_file``), ``env`` (``AWS_*`` variables) or
-            ``web_identity`` (AssumeRoleWithWebIdentity with a token file).
+            ``secret_access_key_file``), ``env`` (``AWS_*`` variables),
+            ``keyring`` (keys in the OS keyring), ``profile`` (a profile of
+            the AWS config files) or ``web_identity``
+            (AssumeRoleWithWebIdentity with a token file).
         access_key_id: for ``static`` and ``file``.
         secret_access_key: for ``static`` only; hidden from ``repr``.
         secret_access_key_file: for ``file``: an absolute path.
         web_identity_token_file: for ``web_identity``: an absolute path.
+        keyring: for ``keyring``: ``NAME`` (service ``rolecall``) or ``SERVICE/NAME``.
+        profile: for ``profile``: the profile's name.
+        mfa_serial: hold an MFA session of this device (any kind but ``web_identity``).
     """
 
-    kind: Literal["static", "file", "env", "web_identity"]
+    kind: Literal["static", "file", "env", "web_identity", "keyring", "profile"]
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
     secret_access_key_file: str | None = None
     web_identity_token_file: str | None = None
+    keyring: str | None = None
+    profile: str | None = None
+    mfa_serial: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +253,9 @@ def parse_config(text: str, path: str, *, environ: Mapping[str, str] | None = No
     role = _role(tables["role"], hostname)
     if source.kind == "web_identity":
         _refuse_for_web_identity(tables["role"])
+    if source.mfa_serial and role.duration_seconds > 3600:
+        raise ConfigError(path, "[role] duration_seconds", "must be at most 3600 with [source] mfa_serial: the role "
+                                "is assumed from the MFA session, and STS caps such role chaining at one hour")
     metadata = _metadata(tables["metadata"], sts.region)
     container = _container(tables["container"], base_dir) if tables["container"].present else None
     control_socket = _control_socket(tables["agent"], environ, os.getuid() if uid is None else uid)

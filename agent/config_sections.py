@@ -9,6 +9,7 @@ there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,10 +26,9 @@ from agent.errors import SourceError
 from agent.sources import read_secret_file, read_token_file
 from metadata_server.config import ContainerConfig, MetadataConfig
 
-_NOT_YET = ("keyring", "profile")
 _SOURCE_KINDS = {"secret_access_key": "static", "secret_access_key_file": "file", "env": "env",
-                 "web_identity_token_file": "web_identity"}
-_SOURCES_HELP = ("access_key_id with secret_access_key or secret_access_key_file, env = true, "
+                 "web_identity_token_file": "web_identity", "keyring": "keyring", "profile": "profile"}
+_SOURCES_HELP = ("access_key_id with secret_access_key or secret_access_key_file, env = true, keyring, profile, "
                  "or web_identity_token_file")
 
 _AWS_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-[0-9]+")
@@ -39,6 +39,9 @@ _POLICY_ARN = re.compile(r"arn:[a-z][a-z0-9-]*:iam::(?:[0-9]{12}|aws):policy/[\x
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 _SOURCE_IDENTITY = re.compile(r"[\w+=,.@-]{2,256}", re.ASCII)
+_KEYRING_NAME = re.compile(r"[\w+=,.@-]{1,128}(/[\w+=,.@-]{1,128})?", re.ASCII)
+_PROFILE_NAME = re.compile(r"[^\s\[\]]{1,128}")
+_MFA_SERIAL = re.compile(r"[\w+=/:,.@-]{9,256}", re.ASCII)
 _POLICY_CHARS = re.compile(r"[\t\n\r\x20-\xff]*")
 _TAG_PUNCT = frozenset("_.:/=+-@")
 
@@ -94,10 +97,18 @@ def _check_ca_bundle(t: _Table, path: str) -> None:
 
 
 def _source(t: _Table, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
+    source = _source_kind(t, environ, base_dir)
+    serial = t.string("mfa_serial", pattern=_MFA_SERIAL,
+                      reason="must be an MFA device's serial, e.g. arn:aws:iam::123456789012:mfa/NAME")
+    if serial is None:
+        return source
+    if source.kind == "web_identity":
+        raise t.error("mfa_serial", "not used with web_identity_token_file (the token proves who calls)")
+    return dataclasses.replace(source, mfa_serial=serial)
+
+
+def _source_kind(t: _Table, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
     _require(t, f"give one credential source: {_SOURCES_HELP}")
-    for key in _NOT_YET:
-        if key in t:
-            raise t.error(key, f"not supported yet (it arrives with the laptop set-up); use {_SOURCES_HELP}")
     chosen = [key for key in _SOURCE_KINDS if key in t]
     if len(chosen) > 1:
         raise t.error(chosen[1], f"conflicts with {chosen[0]}: give exactly one credential source")
@@ -114,6 +125,12 @@ def _source(t: _Table, environ: Mapping[str, str], base_dir: str) -> SourceConfi
         if t.values["env"] is not True:
             raise t.error("env", "must be true (leave it out otherwise)")
         return SourceConfig("env")
+    if kind == "keyring":
+        return SourceConfig("keyring", keyring=t.string(
+            "keyring", pattern=_KEYRING_NAME, reason="must be a keyring entry name: NAME or SERVICE/NAME"))
+    if kind == "profile":
+        return SourceConfig("profile", profile=t.string(
+            "profile", pattern=_PROFILE_NAME, reason="must be a profile name of ~/.aws/config"))
     token_file = _credential_path(t, "web_identity_token_file", environ, base_dir)
     _check_readable(t, "web_identity_token_file", read_token_file, token_file)
     return SourceConfig("web_identity", web_identity_token_file=token_file)

@@ -17,7 +17,7 @@ from agent.errors import ConfigError
 SECTIONS: dict[str, tuple[str, ...]] = {
     "sts": ("endpoint_url", "region", "timeout_seconds", "ca_bundle"),
     "source": ("access_key_id", "secret_access_key", "secret_access_key_file", "env", "keyring",
-               "profile", "web_identity_token_file"),
+               "profile", "web_identity_token_file", "mfa_serial"),
     "role": ("arn", "session_name", "duration_seconds", "external_id", "policy", "policy_arns", "tags",
              "source_identity", "refresh_before_expiry_seconds"),
     "metadata": ("listen", "tokens", "hop_limit", "allowed_hosts", "allowed_peers", "region",

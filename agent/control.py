@@ -18,7 +18,7 @@ group is set with ``chown`` only when the file does not already have it (under
 0700) and one warning says so. A stale socket file left by a dead agent is
 replaced; a live one is an error.
 
-Client side (the CLI, synchronous, stdlib only): ``request(path, {"op": ...})``.
+The client side (stdlib only, for the CLI and the SDK shim) is ``wire.control``.
 """
 
 from __future__ import annotations
@@ -29,32 +29,19 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
 
-__all__ = [
-    "ControlError",
-    "MAX_REQUEST",
-    "REQUEST_TIMEOUT",
-    "candidate_paths",
-    "request",
-    "serve_control",
-    "socket_permissions",
-]
+from wire.control import MAX_REQUEST, REQUEST_TIMEOUT, ControlError
+
+__all__ = ["ControlError", "serve_control", "socket_permissions"]
 
 log = logging.getLogger("rolecall.agent")
 
-MAX_REQUEST = 4096
-MAX_RESPONSE = 65536
 MAX_CONNECTIONS = 64
-REQUEST_TIMEOUT = 5.0
 GROUP = "rolecall"
-
-
-class ControlError(Exception):
-    """No agent answered on the control socket, or its answer was unusable."""
 
 
 # ---- permissions -------------------------------------------------------------------
@@ -244,60 +231,3 @@ async def serve_control(path: str | os.PathLike, handle: Callable, *, task_statu
                 path.unlink()
         except OSError:
             pass
-
-
-# ---- client --------------------------------------------------------------------------
-
-
-def candidate_paths(explicit: str | None = None, environ=None) -> list[str]:
-    """Where to look for a running agent, most specific first (design.md, "Where things live")."""
-    environ = os.environ if environ is None else environ
-    if explicit:
-        return [explicit]
-    if environ.get("ROLECALL_AGENT_SOCKET"):
-        return [environ["ROLECALL_AGENT_SOCKET"]]
-    paths = []
-    if environ.get("XDG_RUNTIME_DIR"):
-        paths.append(os.path.join(environ["XDG_RUNTIME_DIR"], "rolecall", "agent.sock"))
-    paths.append("/run/rolecall/agent.sock")
-    return paths
-
-
-def _exchange(path: str, message: dict, timeout: float) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        data = b""
-        while len(data) <= MAX_RESPONSE:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    try:
-        answer = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ControlError(f"the agent at {path} sent an unreadable answer") from None
-    if not isinstance(answer, dict):
-        raise ControlError(f"the agent at {path} sent an unreadable answer")
-    return answer
-
-
-def request(paths: str | Sequence[str], message: dict, *, timeout: float = REQUEST_TIMEOUT) -> dict:
-    """Send ``message`` to the first agent that answers; return its JSON answer.
-
-    Raises:
-        ControlError: no agent answers at any of ``paths`` (one-line reason).
-    """
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    reasons = []
-    for path in paths:
-        try:
-            return _exchange(str(path), message, timeout)
-        except FileNotFoundError:
-            reasons.append(f"{path}: no such socket")
-        except socket.timeout:
-            reasons.append(f"{path}: no answer within {timeout:g} s")
-        except OSError as exc:
-            reasons.append(f"{path}: {exc.strerror or type(exc).__name__}")
-    raise ControlError("no agent answers (" + "; ".join(reasons) + ")")

@@ -35,6 +35,7 @@ needs a restart (``[sts]``, ``[metadata]``, ``[container]``, the control socket,
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import signal
 from dataclasses import dataclass, field
@@ -47,8 +48,11 @@ from agent.control import serve_control
 from agent.errors import AgentError
 from agent.rotator import Rotator
 from agent.sdnotify import Notifier
-from agent.sources import fetch_role_credentials, source_from_config
+from agent.mfa_prompt import PROMPT_TIMEOUT
+from agent.rotator import FETCH_TIMEOUT
+from agent.sources import fetch_role_credentials
 from agent.sts_client import StsClient
+from agent.user_sources import MfaSession, build_source
 from metadata_server import ContainerHandler, ImdsHandler, RoleCredentials, SimpleHolder, write_token_file
 from metadata_server.server import METADATA_LIMITS
 from wire.clock import SystemClock, WallClock, iso_z
@@ -96,12 +100,21 @@ class _Fetcher:
 
     def __init__(self, config: AgentConfig, wall_clock: WallClock, transport) -> None:
         self.role, self.wall_clock = config.role, wall_clock
-        self.source = source_from_config(config.source)
         self.served_arn = config.role.arn
         self.client = StsClient(config.sts.endpoint_url, config.sts.region, clock=wall_clock,
                                 timeout=config.sts.timeout_seconds, transport=transport,
                                 verify=config.sts.ca_bundle or True, max_attempts=2,
                                 global_endpoint=config.sts.global_endpoint)
+        self.source = self.build(config)
+
+    def build(self, config: AgentConfig):
+        """The credential source ``config`` names (``agent.user_sources.build_source``)."""
+        return build_source(config.source, self.client, self.wall_clock)
+
+    @property
+    def mfa(self) -> MfaSession | None:
+        """The MFA session the agent holds, when ``[source] mfa_serial`` is set."""
+        return self.source if isinstance(self.source, MfaSession) else None
 
     async def fetch(self) -> RoleCredentials:
         role = self.role
@@ -122,7 +135,7 @@ def _reload(old: AgentConfig, fetcher: _Fetcher) -> AgentConfig | None:
             fetcher.source.reload()
             source = fetcher.source
         else:
-            source = source_from_config(new.source)
+            source = fetcher.build(new)
     except AgentError as exc:
         log.error("reload failed, the running configuration stays: %s", exc)
         return None
@@ -135,17 +148,23 @@ def _reload(old: AgentConfig, fetcher: _Fetcher) -> AgentConfig | None:
     return AgentConfig(old.path, old.sts, new.source, new.role, old.metadata, old.container, old.control_socket)
 
 
-def status_document(rotator: Rotator, role_arn: str | None = None) -> dict:
-    """The ``status`` answer of design.md: times as ``...Z``, never a secret."""
+def status_document(rotator: Rotator, role_arn: str | None = None, mfa: MfaSession | None = None) -> dict:
+    """The ``status`` answer of design.md: times as ``...Z``, never a secret.
+
+    Beyond design.md's fields: ``mfa_serial``, ``mfa_expiration`` (when the MFA
+    session ends) and ``mfa_waiting`` (a code is needed), all None without MFA.
+    """
     snapshot = rotator.status()
 
     def when(value):
         return iso_z(value) if value is not None else None
 
+    mfa_status = mfa.status() if mfa else {"mfa_serial": None, "mfa_expiration": None, "mfa_waiting": None}
     return {"ready": snapshot.ready, "role_arn": role_arn or snapshot.role_arn,
             "access_key_id": snapshot.access_key_id, "expiration": when(snapshot.expiration),
             "last_refresh": when(snapshot.last_refresh), "next_refresh": when(snapshot.next_refresh),
-            "last_error": snapshot.last_error}
+            "last_error": snapshot.last_error, "mfa_serial": mfa_status["mfa_serial"],
+            "mfa_expiration": when(mfa_status["mfa_expiration"]), "mfa_waiting": mfa_status["mfa_waiting"]}
 
 
 class _Agent:
@@ -154,8 +173,11 @@ class _Agent:
     def __init__(self, config: AgentConfig, wall_clock: WallClock, transport, notifier: Notifier) -> None:
         self.config, self.wall_clock, self.notifier = config, wall_clock, notifier
         self.fetcher = _Fetcher(config, wall_clock, transport)
+        # a fetch with MFA may wait for a person to answer a dialog
+        fetch_timeout = FETCH_TIMEOUT + (PROMPT_TIMEOUT if config.source.mfa_serial else 0)
         self.rotator = Rotator(self.fetcher.fetch, SimpleHolder(), wall_clock, role_arn=config.role.arn,
-                               refresh_before_expiry=config.role.refresh_before_expiry_seconds)
+                               refresh_before_expiry=config.role.refresh_before_expiry_seconds,
+                               fetch_timeout=fetch_timeout)
         self.stop = trio.Event()
         self.servers: list[tuple[Server, trio.Event]] = []
 
@@ -259,7 +281,42 @@ class _Agent:
             with trio.move_on_after(20):
                 await self.rotator.refresh_now()
             return self._status()
-        return {"error": f"unknown op {op!r} (known: status, refresh)"}
+        if op in ("credentials", "mfa-code") and peer_uid not in (os.geteuid(), 0):
+            return {"error": f"{op} is answered only to the agent's own user"}
+        if op == "credentials":
+            return self._credentials(request)
+        if op == "mfa-code":
+            return await self._mfa_code(request)
+        return {"error": f"unknown op {op!r} (known: status, refresh, credentials, mfa-code)"}
+
+    def _credentials(self, request: dict) -> dict:
+        """The held role credentials, when they are of the role (and session name) asked for."""
+        role = self.config.role
+        if request.get("role_arn") not in (None, role.arn) or request.get("session_name") not in (
+                None, role.session_name):
+            return {"error": "the agent serves another role"}
+        held = self.rotator.current()
+        if held is None:
+            return {"error": "the agent holds no credentials yet"}
+        answer = {"AccessKeyId": held.access_key_id, "SecretAccessKey": held.secret_access_key,
+                  "SessionToken": held.token, "Expiration": iso_z(held.expiration), "RoleArn": role.arn}
+        if held.account_id:
+            answer["AccountId"] = held.account_id
+        return answer
+
+    async def _mfa_code(self, request: dict) -> dict:
+        """A code from ``rolecall mfa login``: open the MFA session with it, then refresh."""
+        mfa, code = self.fetcher.mfa, request.get("code")
+        if mfa is None:
+            return {"error": "this agent holds no MFA session ([source] mfa_serial is not set)"}
+        if not isinstance(code, str) or not (len(code) == 6 and code.isdigit()):
+            return {"error": "code must be 6 digits"}
+        try:
+            await mfa.accept_code(code)
+        except AgentError as exc:
+            return {"error": str(exc)}
+        self.nursery.start_soon(self.rotator.refresh_now)
+        return self._status()
 
     async def _signals(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -273,7 +330,7 @@ class _Agent:
                 return
 
     def _status(self) -> dict:
-        return status_document(self.rotator, self.fetcher.served_arn)
+        return status_document(self.rotator, self.fetcher.served_arn, self.fetcher.mfa)
 
     def _reload(self) -> None:
         old = self.config

@@ -34,12 +34,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import httpx
 import pyotp
 
+from agent.errors import IamError
+from agent.iam_client import IamClient, members
 from wire.clock import WallClock
-from wire.query import QueryError, encode_form, parse_error, parse_response
-from wire.sigv4 import Credentials, SigV4Auth
+from wire.sigv4 import Credentials
 
 __all__ = ["DEMO_ADMIN_ROLE", "DEMO_ROLE", "DemoAccount", "DemoError", "Keys", "seed_demo"]
 
@@ -47,7 +47,6 @@ DEMO_ROLE = "rolecall-demo"
 DEMO_ADMIN_ROLE = "rolecall-demo-admin"
 DEMO_USER = "demo"
 AGENT_USER = "rolecall-agent"
-IAM_REGION = "us-east-1"
 _READ_ONLY = {"Effect": "Allow", "Action": ["iam:Get*", "iam:List*", "sts:GetCallerIdentity"], "Resource": "*"}
 _EVERYTHING = {"Effect": "Allow", "Action": "*", "Resource": "*"}
 
@@ -112,29 +111,6 @@ class DemoAccount:
             raise DemoError(f"{path}: not a readable demo account ({type(exc).__name__})") from None
 
 
-class _Iam:
-    """A minimal signed IAM Query client (only what seeding needs)."""
-
-    def __init__(self, client: httpx.AsyncClient, endpoint: str, keys: Keys, clock: WallClock) -> None:
-        self._client, self._endpoint = client, endpoint
-        self._auth = SigV4Auth(keys.credentials(), IAM_REGION, "iam", clock)
-
-    async def call(self, action: str, **params: str) -> dict:
-        body = encode_form({"Action": action, "Version": "2010-05-08", **params})
-        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
-        try:
-            response = await self._client.post(self._endpoint, content=body, headers=headers, auth=self._auth)
-        except httpx.HTTPError as exc:
-            raise DemoError(f"IAM {action}: {type(exc).__name__} talking to {self._endpoint}") from None
-        try:
-            if response.status_code != 200:
-                code, message, _ = parse_error(response.content)
-                raise DemoError(f"IAM {action}: {code}: {message}", code)
-            return parse_response(response.content, action)
-        except QueryError as exc:
-            raise DemoError(f"IAM {action}: unreadable answer (HTTP {response.status_code}): {exc}") from None
-
-
 def _policy(*statements: dict) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
@@ -146,35 +122,29 @@ def _trust(principals: list[str], *, mfa: bool = False) -> str:
     return _policy(statement)
 
 
-def _members(result: dict, name: str) -> list[dict]:
-    """A list member of a parsed IAM result (an empty list arrives as ``""``)."""
-    value = result.get(name)
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def _exists(exc: DemoError) -> bool:
+def _exists(exc: IamError) -> bool:
     return exc.code == "EntityAlreadyExists"
 
 
-async def _user_with_key(iam: _Iam, name: str) -> tuple[str, Keys]:
+async def _user_with_key(iam: IamClient, name: str) -> tuple[str, Keys]:
     """The user (created, or reused from an interrupted run) and a new access key of theirs."""
     try:
         arn = (await iam.call("CreateUser", UserName=name))["User"]["Arn"]
-    except DemoError as exc:
+    except IamError as exc:
         if not _exists(exc):
             raise
         arn = (await iam.call("GetUser", UserName=name))["User"]["Arn"]
-        for old in _members(await iam.call("ListAccessKeys", UserName=name), "AccessKeyMetadata"):
+        for old in members(await iam.call("ListAccessKeys", UserName=name), "AccessKeyMetadata"):
             await iam.call("DeleteAccessKey", UserName=name, AccessKeyId=old["AccessKeyId"])
     key = (await iam.call("CreateAccessKey", UserName=name))["AccessKey"]
     return arn, Keys(key["AccessKeyId"], key["SecretAccessKey"])
 
 
-async def _role(iam: _Iam, name: str, trust: str, policy: str) -> str:
+async def _role(iam: IamClient, name: str, trust: str, policy: str) -> str:
     try:
         arn = (await iam.call("CreateRole", RoleName=name, AssumeRolePolicyDocument=trust,
                               MaxSessionDuration="43200"))["Role"]["Arn"]
-    except DemoError as exc:
+    except IamError as exc:
         if not _exists(exc):
             raise
         arn = (await iam.call("GetRole", RoleName=name))["Role"]["Arn"]
@@ -183,9 +153,9 @@ async def _role(iam: _Iam, name: str, trust: str, policy: str) -> str:
     return arn
 
 
-async def _remove_mfa_device(iam: _Iam, name: str) -> None:
+async def _remove_mfa_device(iam: IamClient, name: str) -> None:
     """Deactivate and delete the virtual device ``name`` (its seed was lost with an interrupted run)."""
-    for device in _members(await iam.call("ListVirtualMFADevices"), "VirtualMFADevices"):
+    for device in members(await iam.call("ListVirtualMFADevices"), "VirtualMFADevices"):
         serial = device.get("SerialNumber", "")
         if not serial.endswith(f":mfa/{name}"):
             continue
@@ -194,10 +164,10 @@ async def _remove_mfa_device(iam: _Iam, name: str) -> None:
         await iam.call("DeleteVirtualMFADevice", SerialNumber=serial)
 
 
-async def _mfa_device(iam: _Iam, clock: WallClock) -> tuple[str, str]:
+async def _mfa_device(iam: IamClient, clock: WallClock) -> tuple[str, str]:
     try:
         device = (await iam.call("CreateVirtualMFADevice", VirtualMFADeviceName=DEMO_USER))["VirtualMFADevice"]
-    except DemoError as exc:
+    except IamError as exc:
         if not _exists(exc):
             raise
         await _remove_mfa_device(iam, DEMO_USER)
@@ -225,13 +195,14 @@ async def seed_demo(endpoint: str, admin: Keys, clock: WallClock, *, transport=N
     Raises:
         DemoError: any IAM call failed.
     """
-    # trust_env off: the backend is on loopback, and no HTTP_PROXY may see the keys it answers with
-    async with httpx.AsyncClient(transport=transport, timeout=10.0, trust_env=False) as client:
-        iam = _Iam(client, endpoint, admin, clock)
-        agent_arn, agent = await _user_with_key(iam, AGENT_USER)
-        demo_arn, demo = await _user_with_key(iam, DEMO_USER)
-        role_arn = await _role(iam, DEMO_ROLE, _trust([agent_arn, demo_arn]), _policy(_READ_ONLY))
-        admin_role_arn = await _role(iam, DEMO_ADMIN_ROLE, _trust([demo_arn], mfa=True), _policy(_EVERYTHING))
-        serial, seed = await _mfa_device(iam, clock)
+    try:
+        async with IamClient(endpoint, admin.credentials(), clock, transport=transport) as iam:
+            agent_arn, agent = await _user_with_key(iam, AGENT_USER)
+            demo_arn, demo = await _user_with_key(iam, DEMO_USER)
+            role_arn = await _role(iam, DEMO_ROLE, _trust([agent_arn, demo_arn]), _policy(_READ_ONLY))
+            admin_role_arn = await _role(iam, DEMO_ADMIN_ROLE, _trust([demo_arn], mfa=True), _policy(_EVERYTHING))
+            serial, seed = await _mfa_device(iam, clock)
+    except IamError as exc:
+        raise DemoError(f"IAM {exc}", exc.code) from None
     return DemoAccount(account_id=role_arn.split(":")[4], admin=admin, agent=agent, demo=demo,
                        role_arn=role_arn, admin_role_arn=admin_role_arn, mfa_serial=serial, mfa_seed=seed)

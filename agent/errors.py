@@ -5,7 +5,14 @@
     AgentError                    anything the agent refuses or fails at
      ├── ConfigError              the TOML file is unusable: "FILE: [section] key: reason"
      ├── SourceError              the agent's own identity cannot be read
-     │                            (missing file, empty secret, unset variable)
+     │    │                       (missing file, empty secret, unset variable,
+     │    │                       a profile that cannot be used)
+     │    └── KeyStoreError       the OS keyring failed, timed out, or holds
+     │                            something that is not rolecall's JSON
+     ├── MfaError                 no MFA code could be had: no terminal and no
+     │                            prompt driver, cancelled, a driver failed
+     ├── IamError                 IAM answered with an AWS error document, or
+     │                            gave no usable answer (key rotation, enrolment)
      └── StsFailure               an STS call failed; ``retryable`` says whether
           │                       trying again later can help
           ├── StsError            STS answered with an AWS error document: keeps
@@ -25,6 +32,9 @@ import re
 __all__ = [
     "AgentError",
     "ConfigError",
+    "IamError",
+    "KeyStoreError",
+    "MfaError",
     "RETRYABLE_CODES",
     "SourceError",
     "StsError",
@@ -81,6 +91,32 @@ class ConfigError(AgentError):
 
 class SourceError(AgentError):
     """The agent's own credential source is unusable (file, variable, token)."""
+
+
+class KeyStoreError(SourceError):
+    """The OS keyring failed, timed out, or holds an entry that is not rolecall's."""
+
+
+class MfaError(AgentError):
+    """No MFA code could be had (no way to ask, cancelled, a prompt driver failed)."""
+
+
+class IamError(AgentError):
+    """An IAM call failed.
+
+    ``str()``: ``CreateAccessKey: AccessDenied (HTTP 403): ...``, or a reason
+    when no AWS error document came.
+
+    Attributes:
+        action: the IAM action.
+        code: AWS's ``<Code>``, or None without an error document.
+        http_status: the response's status, or None without a response.
+    """
+
+    def __init__(self, action: str, reason: str, code: str | None = None, http_status: int | None = None) -> None:
+        self.action, self.code, self.http_status = action, code, http_status
+        head = f"{action}: {one_line(code, 128)} (HTTP {http_status})" if code else f"{action}"
+        super().__init__(f"{head}: {one_line(reason)}" if reason else head)
 
 
 class StsFailure(AgentError):

@@ -234,7 +234,7 @@ def _imds_get(endpoint: str, token: str) -> bytes:
 
 def _exercise(agent: subprocess.Popen, work: Path) -> tuple[int, int]:
     """RSS of a running agent at READY, then after requests and forced rotations."""
-    from agent.control import request
+    from wire.control import request
 
     at_ready = _process_rss(agent.pid)
     endpoint = "http://" + (work / "imds").read_text().strip()

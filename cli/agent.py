@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 from cli.main import CliError
+from cli.runtime import run
 
 __all__ = ["format_status", "register"]
 
-_FIELDS = ("ready", "role_arn", "access_key_id", "expiration", "last_refresh", "next_refresh", "last_error")
+_FIELDS = ("ready", "role_arn", "access_key_id", "expiration", "last_refresh", "next_refresh", "last_error",
+           "mfa_serial", "mfa_expiration", "mfa_waiting")
 _LABELS = {
     "ready": "ready", "role_arn": "role", "access_key_id": "access key", "expiration": "expires",
     "last_refresh": "last refresh", "next_refresh": "next refresh", "last_error": "last error",
+    "mfa_serial": "mfa device", "mfa_expiration": "mfa session", "mfa_waiting": "mfa code",
 }
+_MFA_FIELDS = ("mfa_serial", "mfa_expiration", "mfa_waiting")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,29 +44,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import trio
-
     from agent.config import load_config
-    from agent.control import ControlError
     from agent.daemon import run_agent
     from agent.errors import AgentError
-    from cli.up import leaf_error
 
-    if not args.debug:
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per STS call is noise
     try:
         config = load_config(args.config)
     except AgentError as exc:
         raise CliError(str(exc)) from None
-    try:
-        trio.run(run_agent, config)
-    except BaseException as exc:  # noqa: BLE001 - the edge: one line for what we know
-        leaf = leaf_error(exc)
-        if isinstance(leaf, (AgentError, ControlError)):
-            raise CliError(f"agent: {leaf}") from None
-        if isinstance(leaf, OSError):
-            raise CliError(f"agent: {leaf.strerror or leaf}{f': {leaf.filename}' if leaf.filename else ''}") from None
-        raise
+    run(run_agent, config, what="agent")
     return 0
 
 
@@ -72,14 +61,20 @@ def format_status(status: dict) -> str:
     lines = []
     for name in _FIELDS:
         value = status.get(name)
+        if name in _MFA_FIELDS and not status.get("mfa_serial"):
+            continue
         if name == "ready":
             value = "yes" if value else "no (no credentials yet)"
+        elif name == "mfa_expiration":
+            value = f"until {value}" if value else "none held"
+        elif name == "mfa_waiting":
+            value = "needed: run `rolecall mfa login`" if value else "not needed now"
         lines.append(f"{_LABELS[name] + ':':14}{'-' if value in (None, '') else value}")
     return "\n".join(lines)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from agent.control import ControlError, candidate_paths, request
+    from wire.control import ControlError, candidate_paths, request
 
     try:
         answer = request(candidate_paths(args.socket), {"op": "status"})

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
-import ssl
 from pathlib import Path
 
 from cli.main import CliError
@@ -103,6 +101,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError(f"backend serve: {exc}") from None
     context = None
     if args.tls_cert:
+        import ssl
+
         try:
             context = server.tls_context(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as exc:
@@ -146,6 +146,8 @@ def _set_quota(args: argparse.Namespace) -> int:
     if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_QUOTA):
         raise CliError(f"backend set-quota: {args.name} must be an integer from 1 to {MAX_QUOTA}, "
                        f"not {args.value!r}")
+    import sqlite3
+
     with _open_store(args.data_dir) as store:
         try:
             store.set_quota(args.name, int(text))

@@ -4,61 +4,67 @@ Exit status: 0 success; 1 a clear one-line error on stderr; 2 usage (argparse).
 No traceback reaches a user unless ``--debug``. Each command group registers its
 own sub-parser from a small module here (``cli/backend.py`` and so on); this file
 only holds the root and the error edge.
+
+``rolecall credential-process --profile X`` is run by SDKs on every new
+process, so it is tried first on a warm path (``sdk_shim.credential_process``)
+that imports nothing heavy; only when that cannot answer is the full parser
+built. Command modules import their components inside the command functions, so
+``rolecall --help`` stays cheap too.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-# Commands of the public contract (design.md) whose components do not exist yet.
-# They refuse with exit 1 rather than pretend; each moves to its own module when built.
-_NOT_YET = {
-    "credential-process": "the credential_process helper is not built yet",
-    "keys": "the keyring store is not built yet",
-    "mfa": "the MFA session helper is not built yet",
-    "exec": "rolecall exec is not built yet",
-}
+__all__ = ["CliError", "build_parser", "main"]
 
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit status 1."""
 
 
-def _not_yet(reason: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise CliError(f"rolecall {args.command}: {reason}")
+def build_parser():
+    """The root ``argparse`` parser with every command group registered."""
+    import argparse
 
-    return run
+    from cli import agent, backend, keys, mfa, profiles, systemd, up  # each registers its own sub-parser
 
-
-def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rolecall", description="Short-lived AWS credentials for every process on a host.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, reason in _NOT_YET.items():
-        sub = commands.add_parser(name, help=f"(not available yet: {reason})")
-        sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        sub.set_defaults(run=_not_yet(reason))
-    from cli import agent, backend, systemd, up  # each command group registers its own sub-parser
-
     up.register(commands)
     backend.register(commands)
     agent.register(commands)
     systemd.register(commands)
+    profiles.register(commands)
+    keys.register(commands)
+    mfa.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["credential-process"]:
+        from sdk_shim.credential_process import run_warm
+
+        status = run_warm(argv)
+        if status is not None:
+            return status
+    return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
+    import logging
+
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.debug:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call is noise
     try:
         return args.run(args) or 0
     except CliError as exc:

@@ -27,10 +27,13 @@ import logging
 import os
 import signal
 from pathlib import Path
-
-import trio
+from typing import TYPE_CHECKING
 
 from cli.main import CliError
+from cli.runtime import leaf_error, run
+
+if TYPE_CHECKING:
+    import trio
 
 __all__ = ["default_data_dir", "export_lines", "register"]
 
@@ -173,6 +176,8 @@ async def _start_backend(nursery: trio.Nursery, address: str, store, audit, stop
 
 async def _run(args: argparse.Namespace, data_dir: Path) -> None:
     """The root nursery: backend, demo account, agent; until SIGINT/SIGTERM."""
+    import trio
+
     from agent.daemon import run_agent
     from sts_backend.audit import AuditLog
 
@@ -214,33 +219,15 @@ def _check_loopback(option: str, address: str) -> None:
         raise CliError(f"up: {option} {address}: rolecall up serves on loopback only")
 
 
-def leaf_error(exc: BaseException) -> BaseException:
-    """The one exception inside (nested) single-member exception groups, else ``exc``."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _up(args: argparse.Namespace) -> int:
-    from agent.control import ControlError
     from agent.demo import DemoError
-    from agent.errors import AgentError
 
-    if not args.debug:
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per STS call is noise
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     _check_loopback("--imds-listen", args.imds_listen)
     _check_loopback("--sts-listen", args.sts_listen)
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        trio.run(_run, args, data_dir)
-    except BaseException as exc:  # noqa: BLE001 - the edge: one line for what we know
-        leaf = leaf_error(exc)
-        if isinstance(leaf, CliError):
-            raise leaf from None
-        if isinstance(leaf, (AgentError, ControlError, DemoError)):
-            raise CliError(f"up: {leaf}") from None
-        if isinstance(leaf, OSError):
-            raise CliError(f"up: {leaf.strerror or leaf}{f': {leaf.filename}' if leaf.filename else ''}") from None
-        raise
+    except OSError as exc:
+        raise CliError(f"up: cannot create {data_dir}: {exc.strerror or exc}") from None
+    run(_run, args, data_dir, what="up", also=(DemoError,))
     return 0

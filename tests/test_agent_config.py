@@ -21,7 +21,7 @@ from metadata_server.config import ContainerConfig, MetadataConfig
 PATH = "/etc/rolecall/agent.toml"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 ROLE = "arn:aws:iam::123456789012:role/app"
-SOURCES = ("access_key_id with secret_access_key or secret_access_key_file, env = true, "
+SOURCES = ("access_key_id with secret_access_key or secret_access_key_file, env = true, keyring, profile, "
            "or web_identity_token_file")
 LEAD_3300 = "must be an integer from 600 to 3300 (botocore refreshes by itself in the last 10 minutes)"
 DEFAULTS = {
@@ -255,6 +255,17 @@ def test_env_and_web_identity_sources(tmp_path):
     assert web.source.kind == "web_identity" and web.source.web_identity_token_file == str(tmp_path / "token")
 
 
+def test_keyring_profile_and_mfa_sources():
+    keys = {"access_key_id": None, "secret_access_key": None}
+    ring = parse(toml(source={**keys, "keyring": q("rolecall/web-1")}))
+    assert (ring.source.kind, ring.source.keyring, ring.source.mfa_serial) == ("keyring", "rolecall/web-1", None)
+    serial = "arn:aws:iam::123456789012:mfa/alice"
+    prof = parse(toml(source={**keys, "profile": q("ops"), "mfa_serial": q(serial)}))
+    assert (prof.source.kind, prof.source.profile, prof.source.mfa_serial) == ("profile", "ops", serial)
+    static = parse(toml(source={"mfa_serial": q(serial)}, role={"duration_seconds": "3600"}))
+    assert static.source.kind == "static" and static.source.mfa_serial == serial
+
+
 # ---- refusals: one line each, naming file, key and reason -------------------------------------
 
 
@@ -270,7 +281,9 @@ DURATION = "must be an integer from 900 to 43200"
 TIMEOUT = "must be a number of seconds above 0 and at most 300"
 POLICY_CHARS = "must be 1-2048 characters of tab, newline, CR and U+0020-U+00FF"
 TAG_KEY = "must be 1-128 letters, digits, spaces or _.:/=+-@"
-NOT_YET = f"not supported yet (it arrives with the laptop set-up); use {SOURCES}"
+NO_KEYS = {"access_key_id": None, "secret_access_key": None}
+MFA_CHAIN = ("must be at most 3600 with [source] mfa_serial: the role is assumed from the MFA session, "
+             "and STS caps such role chaining at one hour")
 WEB_ONLY = "not used with web_identity_token_file (AssumeRoleWithWebIdentity takes it from the token)"
 
 CASES = [
@@ -308,8 +321,18 @@ CASES = [
     (toml(source=None), where("[source]", f"missing section: give one credential source: {SOURCES}")),
     (toml(source={"access_key_id": None, "secret_access_key": None}),
      where("[source]", f"give one credential source: {SOURCES}")),
-    (toml(source={"keyring": q("rolecall/web-1")}), where("[source] keyring", NOT_YET)),
-    (toml(source={"profile": q("ops")}), where("[source] profile", NOT_YET)),
+    (toml(source={"keyring": q("rolecall/web-1")}),
+     where("[source] keyring", "conflicts with secret_access_key: give exactly one credential source")),
+    (toml(source={**NO_KEYS, "keyring": q("a/b/c")}),
+     where("[source] keyring", "must be a keyring entry name: NAME or SERVICE/NAME")),
+    (toml(source={**NO_KEYS, "profile": q("ops"), "keyring": q("ops")}),
+     where("[source] profile", "conflicts with keyring: give exactly one credential source")),
+    (toml(source={**NO_KEYS, "profile": q("my profile")}),
+     where("[source] profile", "must be a profile name of ~/.aws/config")),
+    (toml(source={"mfa_serial": q("mfa")}),
+     where("[source] mfa_serial", "must be an MFA device's serial, e.g. arn:aws:iam::123456789012:mfa/NAME")),
+    (toml(source={"mfa_serial": q("arn:aws:iam::123456789012:mfa/me")}, role={"duration_seconds": "7200"}),
+     where("[role] duration_seconds", MFA_CHAIN)),
     (toml(source={"env": "true"}),
      where("[source] env", "conflicts with secret_access_key: give exactly one credential source")),
     (toml(source={"secret_access_key": None, "env": "true", "web_identity_token_file": q("/t")}),

@@ -13,7 +13,8 @@ import pytest
 import trio
 
 from agent import control
-from agent.control import ControlError, MAX_REQUEST, candidate_paths, request, serve_control, socket_permissions
+from agent.control import serve_control, socket_permissions
+from wire.control import MAX_REQUEST, ControlError, candidate_paths, request
 
 STATUS = {"ready": True, "role_arn": "arn:aws:iam::123456789012:role/app", "access_key_id": "ASIAEXAMPLE",
           "expiration": "2026-01-01T01:00:00Z", "last_refresh": "2026-01-01T00:00:00Z",
@@ -153,7 +154,7 @@ def test_candidate_paths_follow_design_md():
 
 
 def test_module_exports():
-    assert set(control.__all__) >= {"serve_control", "request", "ControlError"}
+    assert set(control.__all__) >= {"serve_control", "ControlError"}
 
 
 # ---- the group under the agent's seccomp filter (chown refused) ---------------------------------

@@ -283,7 +283,7 @@ async def test_control_refresh_forces_one_new_fetch(nursery, backend, short_dir,
     assert "unknown op" in (await control(agent.control_socket, "reboot"))["error"]
 
 
-def test_status_document_has_exactly_the_design_fields():
+def test_status_document_has_exactly_the_design_fields_and_the_mfa_session():
     class FakeRotator:
         def status(self):
             from agent.rotator import RotatorStatus
@@ -291,7 +291,8 @@ def test_status_document_has_exactly_the_design_fields():
 
     assert status_document(FakeRotator()) == {
         "ready": False, "role_arn": "arn:aws:iam::123456789012:role/x", "access_key_id": None,
-        "expiration": None, "last_refresh": None, "next_refresh": None, "last_error": "boom"}
+        "expiration": None, "last_refresh": None, "next_refresh": None, "last_error": "boom",
+        "mfa_serial": None, "mfa_expiration": None, "mfa_waiting": None}
 
 
 # ---- real time: signals ---------------------------------------------------------------------
@@ -657,13 +658,11 @@ async def test_aws_global_region_calls_the_global_endpoint_signed_for_us_east_1(
 async def test_sighup_to_another_role_during_a_slow_fetch_serves_it_right_after(nursery, backend, short_dir,
                                                                                wall_clock, autojump_clock):
     """The reload must not ride on the old role's attempt in flight (the new role would wait ~30 min)."""
-    import httpx
-
-    from agent.demo import _READ_ONLY, _Iam, _policy, _role, _trust
+    from agent.demo import _READ_ONLY, _policy, _role, _trust
+    from agent.iam_client import IamClient
 
     account = backend.account
-    async with httpx.AsyncClient(trust_env=False) as http:
-        iam = _Iam(http, backend.url, backend.admin, wall_clock)
+    async with IamClient(backend.url, backend.admin.credentials(), wall_clock) as iam:
         second = await _role(iam, "second", _trust([f"arn:aws:iam::{account.account_id}:user/rolecall-agent"]),
                              _policy(_READ_ONLY))
     path = agent_config(short_dir, backend.url, account)

@@ -1,0 +1,172 @@
+"""Long-term keys in the OS keyring, one JSON blob per profile, never on the event loop.
+
+Layout (design.md, "Where things live"): service ``rolecall``, username the
+profile name (or the name of ``[source] keyring``; ``SERVICE/NAME`` names
+another service), secret ``{"AccessKeyId": ..., "SecretAccessKey": ...}``.
+The profiles stored are also listed in rolecall's index file
+(``wire.key_index``; no secret there), because a keyring cannot list.
+
+Every keyring call (choosing the backend included: Secret Service talks D-Bus)
+runs in a worker thread under ``trio.fail_after(timeout)``, so an unlock dialog
+nobody answers, or a keyring daemon that hangs, costs at most ``timeout``
+seconds and a ``KeyStoreError``; the loop never blocks. The backend is keyring's
+own choice (``PYTHON_KEYRING_BACKEND``, ``keyringrc.cfg``, or the best one
+available), except that where keyring finds none at all (a headless machine)
+rolecall's ``EncryptedFileKeyring`` is used.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+from agent.errors import KeyStoreError
+from wire.clock import iso_z
+from wire.key_index import read_index, write_index
+from wire.sigv4 import Credentials
+
+__all__ = ["DEFAULT_TIMEOUT", "KeyStore", "SERVICE", "check_keys", "default_backend", "parse_keyring_name"]
+
+SERVICE = "rolecall"
+DEFAULT_TIMEOUT = 60.0  # seconds: room for a person to answer an unlock dialog, no more
+_KEY_ID = re.compile(r"[A-Za-z0-9_]{3,128}")  # as agent.config: AWS's AKIA..., and other STS servers' ids
+_SECRET = re.compile(r"[\x21-\x7e]{1,1024}")
+
+
+def parse_keyring_name(name: str) -> tuple[str, str]:
+    """``NAME`` -> ``("rolecall", NAME)``; ``SERVICE/NAME`` -> ``(SERVICE, NAME)``."""
+    service, sep, username = name.partition("/")
+    return (service, username) if sep and service and username else (SERVICE, name)
+
+
+def default_backend():
+    """keyring's configured or best backend; rolecall's encrypted file when keyring has none."""
+    import keyring
+    from keyring.backends import chainer, fail
+
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring) or (isinstance(backend, chainer.ChainerBackend) and not backend.backends):
+        from agent.keyring_file import EncryptedFileKeyring
+
+        backend = EncryptedFileKeyring()
+    return backend
+
+
+def check_keys(access_key_id: str, secret_access_key: str) -> None:
+    """Refuse what cannot be an access key pair (never echoing the secret).
+
+    Raises:
+        KeyStoreError: a malformed key id or secret.
+    """
+    if not _KEY_ID.fullmatch(access_key_id):
+        raise KeyStoreError("the access key id must be 3-128 letters, digits or underscores (AKIA...)")
+    if not _SECRET.fullmatch(secret_access_key):
+        raise KeyStoreError("the secret access key must be printable ASCII without spaces")
+
+
+class KeyStore:
+    """Long-term keys per profile (see the module).
+
+    Args:
+        backend: a ``keyring.backend.KeyringBackend``; default ``default_backend()``,
+            chosen in the worker thread on first use.
+        timeout: seconds each keyring call may take.
+        environ: where the index file lives (``$XDG_DATA_HOME``, ``$HOME``).
+        clock: dates index entries; default the system clock.
+    """
+
+    def __init__(self, backend=None, *, timeout: float = DEFAULT_TIMEOUT,
+                 environ: Mapping[str, str] | None = None, clock=None) -> None:
+        self._backend, self.timeout, self._environ, self._clock = backend, timeout, environ, clock
+
+    def __repr__(self) -> str:
+        return f"KeyStore({self._backend!r})"
+
+    async def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        def work():
+            if self._backend is None:
+                self._backend = default_backend()
+            return fn(self._backend, *args)
+
+        try:
+            with trio.fail_after(self.timeout):
+                return await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except trio.TooSlowError:
+            raise KeyStoreError(f"the keyring did not answer within {self.timeout:g} s while {what} "
+                               "(locked, and nobody answered its unlock prompt?)") from None
+        except KeyStoreError:
+            raise
+        except Exception as exc:  # keyring's errors and the backends' own (D-Bus...): one line, no secret
+            raise KeyStoreError(f"the keyring failed while {what}: {_reason(exc)}") from None
+
+    async def get(self, name: str) -> Credentials | None:
+        """The long-term keys stored under ``name``, or None.
+
+        Raises:
+            KeyStoreError: the keyring failed, timed out, or holds something unreadable.
+        """
+        service, username = parse_keyring_name(name)
+        blob = await self._call(f"reading {service}/{username}",
+                                lambda b: b.get_password(service, username))
+        if blob is None:
+            return None
+        try:
+            doc = json.loads(blob)
+            creds = Credentials(doc["AccessKeyId"], doc["SecretAccessKey"], doc.get("SessionToken") or None)
+            check_keys(creds.access_key_id, creds.secret_access_key)
+        except (ValueError, KeyError, TypeError, AttributeError, KeyStoreError):
+            raise KeyStoreError(f"the keyring entry {service}/{username} is not rolecall's "
+                               '{"AccessKeyId", "SecretAccessKey"} JSON') from None
+        return creds
+
+    async def put(self, name: str, access_key_id: str, secret_access_key: str) -> None:
+        """Store keys under ``name`` and record ``name`` in the index.
+
+        Raises:
+            KeyStoreError: malformed keys, or the keyring failed.
+        """
+        check_keys(access_key_id, secret_access_key)
+        service, username = parse_keyring_name(name)
+        blob = json.dumps({"AccessKeyId": access_key_id, "SecretAccessKey": secret_access_key})
+        await self._call(f"storing {service}/{username}", lambda b: b.set_password(service, username, blob))
+        index = read_index(self._environ)
+        now = self._clock.now() if self._clock else _dt.datetime.now(_dt.timezone.utc)
+        index[name] = {"AccessKeyId": access_key_id, "Added": iso_z(now)}
+        write_index(index, self._environ)
+
+    async def delete(self, name: str) -> bool:
+        """Remove ``name``'s keys and its index entry; False when the keyring held none.
+
+        Raises:
+            KeyStoreError: the keyring failed.
+        """
+        from keyring.errors import PasswordDeleteError
+
+        service, username = parse_keyring_name(name)
+
+        def remove(b) -> bool:
+            try:
+                b.delete_password(service, username)
+            except PasswordDeleteError:
+                return False
+            return True
+
+        existed = await self._call(f"removing {service}/{username}", remove)
+        index = read_index(self._environ)
+        if index.pop(name, None) is not None:
+            write_index(index, self._environ)
+        return existed
+
+    def names(self) -> dict[str, dict[str, str]]:
+        """The index: profile -> ``{"AccessKeyId", "Added"}`` (no keyring call)."""
+        return read_index(self._environ)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,64 @@
+"""rolecall's index of the profiles whose long-term keys are in the keyring.
+
+A keyring cannot list what it holds, so ``rolecall keys add`` also records the
+profile here: ``$XDG_DATA_HOME/rolecall/keys.json`` (else
+``~/.local/share/rolecall/keys.json``), mode 0600, written atomically::
+
+    {"profiles": {"NAME": {"AccessKeyId": "AKIA...", "Added": "...Z"}}}
+
+No secret is ever written here. The profile plan (``wire.aws_config``) reads
+it to know which profiles have keys of their own, and so does the warm path of
+``rolecall credential-process``: stdlib only, cheap to import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+__all__ = ["index_path", "read_index", "write_index"]
+
+
+def index_path(environ: Mapping[str, str] | None = None) -> str:
+    """``$XDG_DATA_HOME/rolecall/keys.json``, else ``~/.local/share/rolecall/keys.json``."""
+    environ = os.environ if environ is None else environ
+    home = environ.get("HOME") or os.path.expanduser("~")
+    base = environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+    return os.path.join(base, "rolecall", "keys.json")
+
+
+def read_index(environ: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Profile -> ``{"AccessKeyId", "Added"}``; empty when the file is missing or unreadable."""
+    try:
+        with open(index_path(environ), "rb") as f:
+            doc = json.loads(f.read(1 << 20))
+        profiles = doc["profiles"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(profiles, dict):
+        return {}
+    return {name: entry for name, entry in profiles.items() if isinstance(name, str) and isinstance(entry, dict)}
+
+
+def write_index(profiles: Mapping[str, Mapping[str, str]], environ: Mapping[str, str] | None = None) -> None:
+    """Replace the index (0600, atomically; the directory is created 0700).
+
+    Raises:
+        OSError: it cannot be written.
+    """
+    path = index_path(environ)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    import tempfile  # only writers need it; the warm path only reads
+
+    fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"profiles": dict(sorted(profiles.items()))}, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -131,7 +131,8 @@ async def run_exec(resolver: ProfileResolver, profile: str, argv: Sequence[str],
         return _role_credentials(entry, clock.now())
 
     rotator = Rotator(fetch, None, clock)
-    directory = tempfile.mkdtemp(prefix="rolecall-exec-", dir=environ.get("XDG_RUNTIME_DIR") or None)
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    directory = tempfile.mkdtemp(prefix="rolecall-exec-", dir=runtime if runtime and os.path.isdir(runtime) else None)
     try:
         token_file = os.path.join(directory, "token")
         token = write_token_file(token_file, new_container_token())

@@ -62,6 +62,8 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("not base64 text")
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
@@ -74,6 +76,7 @@ class EncryptedFileKeyring(KeyringBackend):
         super().__init__()
         self.path = path or keyring_path()
         self._key: bytes | None = None
+        self._kdf: dict | None = None  # the header the cached key was derived for
 
     # --- the file -----------------------------------------------------------------------------
 
@@ -122,10 +125,13 @@ class EncryptedFileKeyring(KeyringBackend):
         if path:
             try:
                 with open(path, encoding="utf-8") as f:
-                    return f.read(4096).rstrip("\r\n")
+                    passphrase = f.read(4096).rstrip("\r\n")
             except OSError as exc:
                 raise KeyringLocked(f"cannot read ROLECALL_KEYRING_PASSPHRASE_FILE {path}: "
                                     f"{exc.strerror or exc}") from None
+            if not passphrase:
+                raise KeyringLocked(f"ROLECALL_KEYRING_PASSPHRASE_FILE {path} is empty")
+            return passphrase
         try:
             first = ask("Passphrase for rolecall's encrypted keyring: ", echo=False)
             if new and ask("Once more, to confirm: ", echo=False) != first:
@@ -138,27 +144,45 @@ class EncryptedFileKeyring(KeyringBackend):
         return first
 
     def _cipher(self, doc: dict):
+        """The AES-GCM cipher for ``doc``, deriving (and checking) the key once per header.
+
+        A file removed since the key was derived gets that key's header back; a
+        file re-created by someone else (another salt) has its key derived anew.
+        """
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+        if self._key is not None and doc.get("kdf") is None:
+            doc["kdf"], doc["check"] = dict(self._kdf), self._check(AESGCM(self._key))
+        elif self._key is not None and doc["kdf"] != self._kdf:
+            self._key = None
         if self._key is None:
             new = "kdf" not in doc
             if new:
                 doc["kdf"] = {"salt": _b64(os.urandom(16)), **_SCRYPT}
-            kdf = doc["kdf"]
-            passphrase = self._passphrase(new).encode("utf-8")
-            key = Scrypt(salt=_unb64(kdf["salt"]), length=32, n=kdf["n"], r=kdf["r"], p=kdf["p"]).derive(passphrase)
+            key = self._derive(doc["kdf"], self._passphrase(new).encode("utf-8"))
             if new:
-                nonce = os.urandom(12)
-                doc["check"] = {"nonce": _b64(nonce), "data": _b64(AESGCM(key).encrypt(nonce, _CHECK, None))}
+                doc["check"] = self._check(AESGCM(key))
             else:
                 try:
                     AESGCM(key).decrypt(_unb64(doc["check"]["nonce"]), _unb64(doc["check"]["data"]), None)
-                except (InvalidTag, KeyError, ValueError):
+                except (InvalidTag, KeyError, TypeError, ValueError):
                     raise KeyringLocked(f"wrong passphrase for {self.path}") from None
-            self._key = key
+            self._key, self._kdf = key, dict(doc["kdf"])
         return AESGCM(self._key), InvalidTag
+
+    def _derive(self, kdf: object, passphrase: bytes) -> bytes:
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+        try:
+            return Scrypt(salt=_unb64(kdf["salt"]), length=32, n=kdf["n"], r=kdf["r"], p=kdf["p"]).derive(passphrase)
+        except (KeyError, TypeError, ValueError):
+            raise KeyringError(f"{self.path}: the key derivation header is damaged") from None
+
+    @staticmethod
+    def _check(cipher) -> dict:
+        nonce = os.urandom(12)
+        return {"nonce": _b64(nonce), "data": _b64(cipher.encrypt(nonce, _CHECK, None))}
 
     # --- the KeyringBackend interface ---------------------------------------------------------
 
@@ -171,7 +195,7 @@ class EncryptedFileKeyring(KeyringBackend):
         item = doc["items"][name]
         try:
             return cipher.decrypt(_unb64(item["nonce"]), _unb64(item["data"]), name.encode()).decode("utf-8")
-        except (invalid, KeyError, ValueError, TypeError):
+        except (invalid, KeyError, ValueError, TypeError, AttributeError):
             raise KeyringError(f"{self.path}: the entry for {service}/{username} is damaged") from None
 
     def set_password(self, service: str, username: str, password: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,7 +28,7 @@ import trio
 
 from agent.errors import KeyStoreError
 from wire.clock import iso_z
-from wire.key_index import read_index, write_index
+from wire.key_index import index_lock, read_index, write_index
 from wire.sigv4 import Credentials
 
 __all__ = ["DEFAULT_TIMEOUT", "KeyStore", "SERVICE", "check_keys", "default_backend", "parse_keyring_name"]
@@ -75,14 +76,16 @@ class KeyStore:
     Args:
         backend: a ``keyring.backend.KeyringBackend``; default ``default_backend()``,
             chosen in the worker thread on first use.
-        timeout: seconds each keyring call may take.
+        timeout: seconds each keyring call may take; default ``$ROLECALL_KEYRING_TIMEOUT``,
+            else ``DEFAULT_TIMEOUT``.
         environ: where the index file lives (``$XDG_DATA_HOME``, ``$HOME``).
         clock: dates index entries; default the system clock.
     """
 
-    def __init__(self, backend=None, *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, backend=None, *, timeout: float | None = None,
                  environ: Mapping[str, str] | None = None, clock=None) -> None:
-        self._backend, self.timeout, self._environ, self._clock = backend, timeout, environ, clock
+        self._backend, self._environ, self._clock = backend, environ, clock
+        self.timeout = timeout if timeout is not None else _timeout_from(os.environ if environ is None else environ)
 
     def __repr__(self) -> str:
         return f"KeyStore({self._backend!r})"
@@ -134,10 +137,9 @@ class KeyStore:
         service, username = parse_keyring_name(name)
         blob = json.dumps({"AccessKeyId": access_key_id, "SecretAccessKey": secret_access_key})
         await self._call(f"storing {service}/{username}", lambda b: b.set_password(service, username, blob))
-        index = read_index(self._environ)
         now = self._clock.now() if self._clock else _dt.datetime.now(_dt.timezone.utc)
-        index[name] = {"AccessKeyId": access_key_id, "Added": iso_z(now)}
-        write_index(index, self._environ)
+        self._update_index(lambda index: index.__setitem__(name, {"AccessKeyId": access_key_id,
+                                                                  "Added": iso_z(now)}))
 
     async def delete(self, name: str) -> bool:
         """Remove ``name``'s keys and its index entry; False when the keyring held none.
@@ -157,14 +159,35 @@ class KeyStore:
             return True
 
         existed = await self._call(f"removing {service}/{username}", remove)
-        index = read_index(self._environ)
-        if index.pop(name, None) is not None:
-            write_index(index, self._environ)
+        self._update_index(lambda index: index.pop(name, None))
         return existed
+
+    def _update_index(self, change: Callable[[dict], object]) -> None:
+        """Read, change and write the index under its lock (two ``keys add`` at once lose nothing).
+
+        Raises:
+            KeyStoreError: the index cannot be written (the keyring itself was changed).
+        """
+        try:
+            with index_lock(self._environ):
+                index = read_index(self._environ)
+                change(index)
+                write_index(index, self._environ)
+        except OSError as exc:
+            raise KeyStoreError(f"the keyring was changed, but rolecall's index of it cannot be written: "
+                                f"{exc.strerror or exc}") from None
 
     def names(self) -> dict[str, dict[str, str]]:
         """The index: profile -> ``{"AccessKeyId", "Added"}`` (no keyring call)."""
         return read_index(self._environ)
+
+
+def _timeout_from(environ: Mapping[str, str]) -> float:
+    try:
+        value = float(environ.get("ROLECALL_KEYRING_TIMEOUT", ""))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if 0 < value <= 3600 else DEFAULT_TIMEOUT
 
 
 def _reason(exc: Exception) -> str:

@@ -113,8 +113,8 @@ def _dialog(driver: str, timeout: float) -> MfaPrompt:
         argv = {
             "zenity": ["zenity", "--entry", "--title", "rolecall", "--text", text],
             "kdialog": ["kdialog", "--title", "rolecall", "--inputbox", text],
-            "osascript": ["osascript", "-e", f'text returned of (display dialog "{text}" default answer "" '
-                                             'with title "rolecall")'],
+            "osascript": ["osascript", "-e", 'on run argv', "-e", 'text returned of (display dialog (item 1 of argv) '
+                          'default answer "" with title "rolecall")', "-e", "end run", text],
         }[driver]
         return await _run(argv, driver, timeout)
 

@@ -77,15 +77,17 @@ class ProfileResolver:
         environ: the environment the config files and sources are read from.
         token_code: a code given on the command line (used for one call).
         terminal: whether MFA prompts may use the terminal (False in daemons).
+        prompt: asks for every code instead of the prompt ``choose_prompt`` picks per profile.
         transport: an httpx transport for STS (tests); real HTTP by default.
     """
 
     def __init__(self, *, keystore: KeyStore, cache: SessionCache, clock: WallClock,
                  environ: Mapping[str, str] | None = None, token_code: str | None = None, terminal: bool = True,
-                 transport=None) -> None:
+                 prompt: MfaPrompt | None = None, transport=None) -> None:
         self.keystore, self.cache, self.clock = keystore, cache, clock
         self.environ = os.environ if environ is None else environ
         self.token_code, self.terminal, self.transport = token_code, terminal, transport
+        self.prompt = prompt
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -98,6 +100,8 @@ class ProfileResolver:
         return AwsConfig.load(self.environ).plan(profile, stored=set(self.keystore.names()))
 
     def _prompt(self, plan: ProfilePlan) -> MfaPrompt:
+        if self.prompt is not None:
+            return self.prompt
         prompt = choose_prompt(token_code=self.token_code, mfa_process=plan.mfa_process, terminal=self.terminal,
                                profile=plan.profile, environ=self.environ)
         self.token_code = None  # a code given once serves one call

@@ -49,6 +49,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from collections import namedtuple
 from collections.abc import Mapping
 
@@ -113,8 +114,8 @@ class RoleStep(namedtuple("RoleStep", "profile role_arn session_name external_id
                 f"mfa_serial={self.mfa_serial!r}, duration_seconds={self.duration_seconds!r})")
 
 
-class Source(namedtuple("Source", "kind profile access_key_id secret_access_key session_token command token_file role",
-                        defaults=(None,) * 6)):
+class Source(namedtuple("Source", "kind profile access_key_id secret_access_key session_token command token_file role "
+                                  "endpoint", defaults=(None,) * 7)):
     """Where a chain's first credentials come from.
 
     Args:
@@ -129,13 +130,18 @@ class Source(namedtuple("Source", "kind profile access_key_id secret_access_key 
         command: ``credential_process``.
         token_file: ``web_identity_token_file``.
         role: the web-identity role (a ``RoleStep``).
+        endpoint: for ``container`` and ``imds``: the endpoint the credentials come from.
+
+    For ``environment``, ``access_key_id`` and ``session_token`` are the
+    environment's, so that the cache key tells apart the identities behind it.
     """
 
     __slots__ = ()
 
     def __repr__(self) -> str:
         return (f"Source(kind={self.kind!r}, profile={self.profile!r}, access_key_id={self.access_key_id!r}, "
-                f"command={self.command!r}, token_file={self.token_file!r}, role={self.role!r})")
+                f"command={self.command!r}, token_file={self.token_file!r}, role={self.role!r}, "
+                f"endpoint={self.endpoint!r})")
 
     @property
     def long_term(self) -> bool:
@@ -183,7 +189,7 @@ class ProfilePlan(namedtuple("ProfilePlan", "profile chain source roles session_
         identity = {
             "profile": self.profile, "chain": self.chain,
             "source": [source.kind, source.profile, source.access_key_id, source.command, source.token_file,
-                       _digest(source.session_token)],
+                       _digest(source.session_token), source.endpoint],
             "roles": [[r.profile, r.role_arn, r.session_name, _digest(r.external_id), r.mfa_serial,
                        r.duration_seconds] for r in ((source.role,) if source.role else ()) + self.roles],
             "session": [self.session, self.session_mfa_serial, self.session_duration],
@@ -224,18 +230,23 @@ def _parse(path: str) -> dict[str, dict[str, object]]:
     for name in parser.sections():
         values: dict[str, object] = {}
         for key, value in parser.items(name):
-            values[key] = _nested(value) if value.startswith("\n") else value
+            values[key] = _nested(value, path) if value.startswith("\n") else value
         sections[name] = values
     return sections
 
 
-def _nested(value: str) -> dict[str, str]:
-    """An indented block ``\\n  key = value`` as a table (botocore's ``_parse_nested``)."""
+def _nested(value: str, path: str) -> dict[str, str]:
+    """An indented block ``key =`` / ``  sub = value`` as a table (botocore's ``_parse_nested``; keys keep case).
+
+    Raises:
+        ProfileError: a line of the block has no ``=`` (botocore refuses the file too).
+    """
     table = {}
     for line in value.strip().splitlines():
         key, sep, item = line.partition("=")
-        if sep:
-            table[key.strip().lower()] = item.strip()
+        if not sep:
+            raise ProfileError(f"{path}: not a valid config file: the nested line {line.strip()!r} has no '='")
+        table[key.strip()] = item.strip()
     return table
 
 
@@ -265,11 +276,14 @@ class AwsConfig:
         profiles: dict[str, dict[str, object]] = {}
         services: dict[str, dict[str, object]] = {}
         for section, values in _parse(config_path).items():
-            words = section.split()
+            try:
+                words = shlex.split(section)  # botocore: [profile "my name"] is the profile `my name`
+            except ValueError:
+                continue
             if section == "default":
-                profiles.setdefault("default", {}).update(values)
+                profiles["default"] = values  # a later [profile default] replaces it, as in botocore
             elif len(words) == 2 and words[0] == "profile":
-                profiles.setdefault(words[1], {}).update(values)
+                profiles[words[1]] = values
             elif len(words) == 2 and words[0] == "services":
                 services[words[1]] = values
         for section, values in _parse(credentials_path).items():
@@ -334,7 +348,7 @@ class AwsConfig:
                 if credential_source not in CREDENTIAL_SOURCES:
                     raise ProfileError(f"profile {name!r}: credential_source {credential_source!r} must be one of "
                                        + ", ".join(CREDENTIAL_SOURCES))
-                return Source(CREDENTIAL_SOURCES[credential_source], name), None
+                return self._credential_source(name, CREDENTIAL_SOURCES[credential_source]), None
             if source_profile and source_profile != name:
                 return None, source_profile
             if own_keys:
@@ -350,6 +364,17 @@ class AwsConfig:
             return Source("process", name, command=command), None
         raise ProfileError(f"profile {name!r} has no credentials: run `rolecall keys add --profile {name}`, "
                            "or give it role_arn and source_profile")
+
+    def _credential_source(self, name: str, kind: str) -> Source:
+        """A ``credential_source``, with what identifies it (see ``Source``) read from the environment."""
+        env = self.environ
+        if kind == "environment":
+            return Source(kind, name, access_key_id=env.get("AWS_ACCESS_KEY_ID", "").strip() or None,
+                          session_token=env.get("AWS_SESSION_TOKEN", "").strip() or None)
+        if kind == "container":
+            return Source(kind, name, endpoint=env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+                          or env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"))
+        return Source(kind, name, endpoint=env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT"))
 
     def _keys_source(self, name: str, stored: frozenset[str] | set[str]) -> Source | None:
         key_id, secret = self.get(name, "aws_access_key_id"), self.get(name, "aws_secret_access_key")
@@ -370,7 +395,7 @@ class AwsConfig:
         text = self.get(name, "duration_seconds")
         if text is None:
             return None
-        if not text.isdigit() or not 900 <= int(text) <= 43200:
+        if not (text.isascii() and text.isdigit()) or not 900 <= int(text) <= 43200:
             raise ProfileError(f"profile {name!r}: duration_seconds must be a whole number from 900 to 43200")
         return int(text)
 

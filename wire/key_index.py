@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
-__all__ = ["index_path", "read_index", "write_index"]
+__all__ = ["index_lock", "index_path", "read_index", "write_index"]
 
 
 def index_path(environ: Mapping[str, str] | None = None) -> str:
@@ -39,6 +40,21 @@ def read_index(environ: Mapping[str, str] | None = None) -> dict[str, dict[str, 
     if not isinstance(profiles, dict):
         return {}
     return {name: entry for name, entry in profiles.items() if isinstance(name, str) and isinstance(entry, dict)}
+
+
+@contextmanager
+def index_lock(environ: Mapping[str, str] | None = None) -> Iterator[None]:
+    """An exclusive ``flock`` beside the index, for one read-modify-write."""
+    import fcntl
+
+    path = index_path(environ)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_index(profiles: Mapping[str, Mapping[str, str]], environ: Mapping[str, str] | None = None) -> None:

@@ -173,13 +173,26 @@ class SessionCache:
 
     # --- entries --------------------------------------------------------------------------
 
-    def get(self, key: str) -> CacheEntry | None:
-        """The entry under ``key``, or None when absent or unreadable."""
+    def _ours(self) -> bool:
+        """The directory is a real directory of ours (never read credentials another user could plant)."""
         try:
-            fd = os.open(self._path(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            info = os.lstat(self.directory)
+        except OSError:
+            return False
+        return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+
+    def get(self, key: str) -> CacheEntry | None:
+        """The entry under ``key``, or None when absent, unreadable, or not ours."""
+        path = self._path(key)
+        if not self._ours():
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return None
         try:
+            if os.fstat(fd).st_uid != os.geteuid():
+                return None
             data = os.read(fd, _MAX_ENTRY + 1)
         except OSError:
             return None
@@ -187,7 +200,7 @@ class SessionCache:
             os.close(fd)
         try:
             return CacheEntry.from_json(json.loads(data)) if len(data) <= _MAX_ENTRY else None
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None
 
     def put(self, key: str, entry: CacheEntry) -> None:
@@ -244,7 +257,7 @@ class SessionCache:
             except OSError:
                 names = []
             for name in names:
-                if name.endswith(".json"):
+                if name.endswith(".json") and not name.startswith("."):
                     removed += self.delete(name[:-5])
         return removed
 

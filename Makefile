@@ -37,7 +37,9 @@ $(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json
 
 node: $(JS_DIR)/node_modules/.installed
 
-# Debian tools used by tests/benchmarks: installed when root and missing.
+# Debian tools used by tests/benchmarks: installed when root and missing. The laptop tests use
+# tmux (a terminal to type MFA codes into), dbus-run-session and gnome-keyring (a real Secret
+# Service) and Debian's AWS CLI v2 at /usr/bin/aws (the PyPI one in .venv is v1).
 define need_deb
 	@command -v $(1) >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -52,6 +54,10 @@ test: venv node
 	$(call need_deb,ec2-metadata,amazon-ec2-utils)
 	$(call need_deb,ip,iproute2)
 	$(call need_deb,systemd-analyze,systemd)
+	$(call need_deb,tmux,tmux)
+	$(call need_deb,dbus-run-session,dbus-daemon)
+	$(call need_deb,gnome-keyring-daemon,gnome-keyring)
+	$(call need_deb,/usr/bin/aws,awscli)
 	$(PY) -m pytest
 
 run: venv

@@ -7,9 +7,10 @@ The profiles stored are also listed in rolecall's index file
 (``wire.key_index``; no secret there), because a keyring cannot list.
 
 Every keyring call (choosing the backend included: Secret Service talks D-Bus)
-runs in a worker thread under ``trio.fail_after(timeout)``, so an unlock dialog
-nobody answers, or a keyring daemon that hangs, costs at most ``timeout``
-seconds and a ``KeyStoreError``; the loop never blocks. The backend is keyring's
+runs in a worker thread under ``trio.fail_after(timeout)`` (60 s, or
+``$ROLECALL_KEYRING_TIMEOUT``), so an unlock dialog nobody answers, or a keyring
+daemon that hangs, costs at most that and a ``KeyStoreError``; the loop never
+blocks. The backend is keyring's
 own choice (``PYTHON_KEYRING_BACKEND``, ``keyringrc.cfg``, or the best one
 available), except that where keyring finds none at all (a headless machine)
 rolecall's ``EncryptedFileKeyring`` is used.

@@ -103,6 +103,11 @@ def _exec(args: argparse.Namespace) -> int:
 
         return await run_exec(resolver(args.token_code), args.profile, command, clock=SystemClock())
 
+    if not args.debug:  # the command's own output is what matters; rotations are news only when they fail
+        import logging
+
+        logging.getLogger("rolecall.agent.rotation").setLevel(logging.WARNING)
+
     return run(body, what="exec")
 
 

@@ -190,3 +190,30 @@ async def test_nothing_listening_is_unavailable_after_retries():
             await sts.get_caller_identity(KEYS)
     assert info.value.attempts == 4 and len(delays) == 3 and info.value.retryable
     assert str(info.value).startswith("GetCallerIdentity: cannot reach 127.0.0.1:")
+
+
+# ---- profiles resolved by `rolecall credential-process` against moto --------------------------------
+
+
+def test_credential_process_profiles_against_moto(moto_url, role, tmp_path, aws_sandbox):
+    """A web-identity profile and a role profile from static keys, with moto as the STS of AWS_ENDPOINT_URL_STS."""
+    name, arn = role
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJub25lIn0.eyJzdWIiOiJkZXYifQ.sig\n")
+    (aws_sandbox / ".aws").mkdir(exist_ok=True)
+    (aws_sandbox / ".aws" / "credentials").write_text(
+        f"[keys]\naws_access_key_id = {KEYS.access_key_id}\naws_secret_access_key = {KEYS.secret_access_key}\n")
+    (aws_sandbox / ".aws" / "config").write_text(
+        f"[profile web]\nrole_arn = {arn}\nweb_identity_token_file = {token}\nrole_session_name = web\n\n"
+        f"[profile chained]\nrole_arn = {arn}\nsource_profile = keys\nrole_session_name = chained\n"
+        "duration_seconds = 7200\n")
+    env = dict(os.environ, AWS_ENDPOINT_URL_STS=moto_url, AWS_EC2_METADATA_DISABLED="true")
+    for profile in ("web", "chained"):
+        done = subprocess.run([str(Path(sys.executable).with_name("rolecall")), "credential-process", "--profile",
+                               profile], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["Version"] == 1 and doc["Expiration"].endswith("Z")
+        sts = boto3.client("sts", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id=doc["AccessKeyId"],
+                           aws_secret_access_key=doc["SecretAccessKey"], aws_session_token=doc["SessionToken"])
+        assert sts.get_caller_identity()["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/{profile}"

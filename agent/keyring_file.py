@@ -35,12 +35,12 @@ import base64
 import fcntl
 import json
 import os
-import tempfile
 
 from keyring.backend import KeyringBackend
 from keyring.errors import KeyringError, KeyringLocked, PasswordDeleteError
 
 from agent.tty import NoTerminal, ask
+from wire.private_files import write_private
 
 __all__ = ["EncryptedFileKeyring", "keyring_path"]
 
@@ -97,16 +97,8 @@ class EncryptedFileKeyring(KeyringBackend):
             raise KeyringError(f"{self.path} is not a rolecall keyring file") from None
 
     def _save(self, doc: dict) -> None:
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".keyring-", dir=directory)  # 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f)
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        write_private(self.path, json.dumps(doc).encode(), durable=True)
 
     def _locked(self):
         """An exclusive lock beside the file for one read-modify-write."""

@@ -113,7 +113,6 @@ def main(argv: list[str]) -> int:
         finally:
             up.terminate()
             up.wait(timeout=30)
-    floor = statistics.median(times["floor"])
     print(f"{args.runs} alternating runs each, same interpreter ({sys.executable})")
     for label, goal in (("floor", None), ("warm", 2.5), ("help", 3.0)):
         median = statistics.median(times[label])

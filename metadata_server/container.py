@@ -16,11 +16,10 @@ import json
 import logging
 import os
 import secrets
-import tempfile
-from pathlib import Path
 
 from metadata_server.credentials import CredentialHolder, RoleCredentials
 from wire.clock import WallClock, iso_z
+from wire.private_files import write_private
 from wire.http import HttpRequest, HttpResponse
 
 __all__ = ["ContainerHandler", "new_container_token", "write_token_file"]
@@ -64,20 +63,7 @@ def write_token_file(path: str | os.PathLike[str], token: str | None = None) -> 
     token = new_container_token() if token is None else token
     if not token or not token.isascii() or not token.isprintable() or " " in token:
         raise ValueError("a container token must be printable ASCII without spaces")
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".token-", dir=target.parent)  # created 0600
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, token.encode("ascii"))
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, target)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, token.encode("ascii"), durable=True)
     return token
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,13 @@ def netguard():
     _reported = len(_SESSION_GUARD.violations)
     if fresh:
         pytest.fail("off-loopback network use: " + "; ".join(fresh), pytrace=False)
+
+
+@pytest.fixture
+def short_dir():
+    """A short directory (unix socket paths are limited to 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="rc") as name:
+        yield Path(name)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pyotp
 from agent.demo import Keys
 from agent.iam_client import IamClient
 
-__all__ = ["LaptopUser", "MemoryKeyring", "code_at", "make_user", "write_profiles"]
+__all__ = ["LaptopUser", "MemoryKeyring", "code_at", "make_user", "start_laptop", "write_profiles"]
 
 _SELF_SERVICE = {"Effect": "Allow", "Resource": "*",
                  "Action": ["iam:GetUser", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys",
@@ -116,3 +116,18 @@ class MemoryKeyring:
 
         if self.items.pop((service, username), None) is None:
             raise PasswordDeleteError("not found")
+
+
+async def start_laptop(nursery, directory: Path, clock, name: str):
+    """The included backend on loopback (counting calls), a user ``name`` on it, and a key store
+    (in memory) holding the user's keys under ``base``: ``(backend, user, keystore)``."""
+    from agent.keystore import KeyStore
+    from tests.test_daemon import StsBackend
+
+    backend = StsBackend(directory / "backend", clock)
+    await backend.start(nursery)
+    user = await make_user(backend.url, backend.admin, clock, name)
+    keystore = KeyStore(MemoryKeyring(), clock=clock)
+    await keystore.put("base", user.keys.access_key_id, user.keys.secret_access_key)
+    backend.calls.clear()
+    return backend, user, keystore

@@ -19,7 +19,6 @@ import os
 import signal
 import socket
 import stat
-import tempfile
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -104,13 +103,6 @@ def agent_config(directory: Path, sts_url: str, account: DemoAccount, *, listen:
                     f'[metadata]\nlisten = ["{listen}"]\ntokens = "{tokens}"\n\n'
                     f'[agent]\ncontrol_socket = "{directory / "agent.sock"}"\n{extra}')
     return path
-
-
-@pytest.fixture
-def short_dir():
-    """A short directory (unix socket paths are limited to 107 bytes)."""
-    with tempfile.TemporaryDirectory(prefix="rc") as name:
-        yield Path(name)
 
 
 async def imds_credentials(address: str) -> tuple[int, dict]:

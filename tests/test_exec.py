@@ -21,10 +21,8 @@ import trio.testing
 
 from agent.errors import AgentError
 from agent.exec_runner import child_environment, exit_status, run_exec
-from agent.keystore import KeyStore
 from agent.profile_chain import ProfileResolver
-from tests.laptop_support import MemoryKeyring, make_user, write_profiles
-from tests.test_daemon import StsBackend
+from tests.laptop_support import start_laptop, write_profiles
 from wire.clock import SystemClock, TrioWallClock
 from wire.session_cache import SessionCache
 
@@ -57,12 +55,8 @@ def autojump_clock():
 @pytest.fixture
 async def exec_setup(nursery, tmp_path, aws_sandbox, monkeypatch):
     clock = TrioWallClock(SystemClock().now())
-    backend = StsBackend(tmp_path / "backend", clock)
-    await backend.start(nursery)
-    user = await make_user(backend.url, backend.admin, clock, "eve")
+    backend, user, keystore = await start_laptop(nursery, tmp_path, clock, "eve")
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", backend.url)
-    keystore = KeyStore(MemoryKeyring(), clock=clock)
-    await keystore.put("base", user.keys.access_key_id, user.keys.secret_access_key)
     write_profiles(aws_sandbox, user, extra=f"[profile short]\nrole_arn = {user.open_role}\nsource_profile = base\n"
                                             "duration_seconds = 900\nregion = eu-west-1\n")
     resolver = ProfileResolver(keystore=keystore, cache=SessionCache(), clock=clock)
@@ -111,12 +105,8 @@ async def test_refuses_to_nest(exec_setup, autojump_clock):
 async def test_signals_reach_the_child_and_its_status_comes_back(nursery, tmp_path, aws_sandbox, monkeypatch,
                                                                  signum, code):
     clock = SystemClock()
-    backend = StsBackend(tmp_path / "backend", clock)
-    await backend.start(nursery)
-    user = await make_user(backend.url, backend.admin, clock, "sig")
+    backend, user, keystore = await start_laptop(nursery, tmp_path, clock, "sig")
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", backend.url)
-    keystore = KeyStore(MemoryKeyring(), clock=clock)
-    await keystore.put("base", user.keys.access_key_id, user.keys.secret_access_key)
     write_profiles(aws_sandbox, user)
     ready = tmp_path / "ready"
     child = (f"import signal, sys, time\nsignal.signal({int(signum)}, lambda *a: sys.exit({code}))\n"

@@ -5,12 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-import select
 import stat
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import keyring
@@ -21,6 +19,7 @@ from keyring.errors import KeyringError, KeyringLocked, PasswordDeleteError
 from keyring.testing.backend import BackendBasicTests
 
 from agent.keyring_file import EncryptedFileKeyring, keyring_path
+from tests.pty_support import on_a_pty
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSPHRASE = "correct horse battery staple"
@@ -244,40 +243,6 @@ else:
     assert not path.exists()
 
 
-def _on_a_pty(code: str, dialogue: list[tuple[bytes, bytes]]) -> tuple[subprocess.CompletedProcess, bytes]:
-    """Run ``python -c code`` with a fresh pty as its controlling terminal; answer each prompt as it shows.
-
-    Returns the finished child and everything the terminal showed.
-    """
-    try:
-        master, slave = os.openpty()
-    except OSError as exc:
-        pytest.skip(f"no pseudo-terminals here: {exc}")
-    prelude = f"import os; os.close(os.open({os.ttyname(slave)!r}, os.O_RDWR))\n"  # becomes the controlling tty
-    child = subprocess.Popen([sys.executable, "-c", prelude + code], cwd=ROOT, env=_child_env(),
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
-    shown, deadline = b"", time.monotonic() + 15
-    try:
-        for prompt, answer in dialogue:
-            while prompt not in shown:
-                assert time.monotonic() < deadline, f"never asked {prompt!r}: {shown!r}"
-                if select.select([master], [], [], 0.05)[0]:
-                    shown += os.read(master, 1024)
-            shown = shown.replace(prompt, b"<asked>", 1)
-            os.write(master, answer)
-        out, err = child.communicate(timeout=15)
-        while select.select([master], [], [], 0.05)[0]:
-            shown += os.read(master, 1024)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        os.close(master)
-        os.close(slave)  # held open until now: with no slave open, reading the master is EIO
-    return subprocess.CompletedProcess(child.args, child.returncode, out, err), shown
-
-
 _STORE_AND_READ = """
 from agent.keyring_file import EncryptedFileKeyring
 ring = EncryptedFileKeyring({path!r})
@@ -292,7 +257,7 @@ _AGAIN = b"Once more, to confirm: "
 
 def test_passphrase_from_the_terminal_asked_twice_for_a_new_file(path):
     store = _STORE_AND_READ.format(path=str(path), call='ring.set_password("rolecall", "dev", "v1"); print("stored")')
-    done, shown = _on_a_pty(store, [(_FIRST, b"pty passphrase\n"), (_AGAIN, b"pty passphrase\n")])
+    done, shown = on_a_pty(store, _child_env(), [(_FIRST, b"pty passphrase\n"), (_AGAIN, b"pty passphrase\n")])
     assert (done.returncode, done.stdout) == (0, "stored\n"), done.stderr
     assert b"pty passphrase" not in shown  # typed without echo
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -302,7 +267,7 @@ def test_passphrase_from_the_terminal_asked_once_for_an_existing_file(monkeypatc
     monkeypatch.setenv("ROLECALL_KEYRING_PASSPHRASE", "pty passphrase")
     EncryptedFileKeyring(str(path)).set_password("rolecall", "dev", "v1")
     read = _STORE_AND_READ.format(path=str(path), call='print(ring.get_password("rolecall", "dev"))')
-    done, shown = _on_a_pty(read, [(_FIRST, b"pty passphrase\n")])  # the child has no passphrase variable
+    done, shown = on_a_pty(read, _child_env(), [(_FIRST, b"pty passphrase\n")])  # the child has no passphrase variable
     assert (done.returncode, done.stdout) == (0, "v1\n"), done.stderr
     assert _AGAIN not in shown and b"pty passphrase" not in shown
 
@@ -313,7 +278,7 @@ def test_passphrase_from_the_terminal_asked_once_for_an_existing_file(monkeypatc
 ])
 def test_terminal_passphrase_refused(path, first, again, refusal):
     store = _STORE_AND_READ.format(path=str(path), call='ring.set_password("rolecall", "dev", "v1"); print("stored")')
-    done, _ = _on_a_pty(store, [(_FIRST, first), (_AGAIN, again)])
+    done, _ = on_a_pty(store, _child_env(), [(_FIRST, first), (_AGAIN, again)])
     assert done.stdout == f"KeyringLocked {refusal}\n", done.stderr
     assert not path.exists()
 

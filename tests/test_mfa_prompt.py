@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from agent.errors import MfaError
 from agent.mfa_prompt import (COMMAND_TIMEOUT, DRIVERS, PROMPT_TIMEOUT, choose_prompt, command_prompt,
                               static_prompt)
 from agent.tty import NoTerminal
+from tests.pty_support import on_a_pty
 
 ROOT = Path(__file__).resolve().parents[1]
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
@@ -367,7 +366,6 @@ def _python(code: str, **kwargs) -> subprocess.CompletedProcess:
 
 def test_ask_without_a_terminal_raises_at_once_and_never_reads_stdin():
     code = """
-import time
 from agent.tty import NoTerminal, ask, has_terminal
 print("has_terminal", has_terminal())
 start = time.monotonic()
@@ -390,49 +388,21 @@ else:
 def _ask_on_a_pty(echo: bool, answer: bytes) -> tuple[str, bytes]:
     """Run ``ask`` in a child whose controlling terminal is a fresh pty; type ``answer`` after the prompt.
 
-    Returns what the child printed and everything the terminal showed.
+    Returns what the child printed and everything the terminal showed (the prompt as ``<asked>``).
     """
-    try:
-        master, slave = os.openpty()
-    except OSError as exc:
-        pytest.skip(f"no pseudo-terminals here: {exc}")
-    slave_name = os.ttyname(slave)
-    code = f"""
-import os
-os.close(os.open({slave_name!r}, os.O_RDWR))  # a session leader's first tty becomes its controlling one
-from agent.tty import ask, has_terminal
-print(has_terminal(), repr(ask("Code: ", echo={echo!r})), flush=True)
-"""
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
-    shown, deadline = b"", time.monotonic() + 15
-    try:
-        while b"Code: " not in shown:
-            assert time.monotonic() < deadline, f"no prompt on the terminal: {shown!r}"
-            if select.select([master], [], [], 0.1)[0]:
-                shown += os.read(master, 1024)
-        os.write(master, answer)
-        out, err = child.communicate(timeout=15)
-        while select.select([master], [], [], 0.05)[0]:  # what the terminal showed after the answer
-            shown += os.read(master, 1024)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        os.close(master)
-        os.close(slave)  # held open until now: with no slave open, reading the master is EIO
-    assert child.returncode == 0, err
-    return out, shown
+    code = f"from agent.tty import ask, has_terminal\nprint(has_terminal(), repr(ask('Code: ', echo={echo!r})), flush=True)\n"
+    done, shown = on_a_pty(code, {**os.environ, "PYTHONPATH": str(ROOT)}, [(b"Code: ", answer)])
+    assert done.returncode == 0, done.stderr
+    return done.stdout, shown
 
 
 def test_ask_reads_the_controlling_terminal():
     out, shown = _ask_on_a_pty(True, b"  123456  \n")
     assert out == "True '123456'\n"
-    assert shown.startswith(b"Code: ") and b"123456" in shown  # echoed as typed
+    assert shown.startswith(b"<asked>") and b"123456" in shown  # echoed as typed
 
 
 def test_ask_without_echo_shows_nothing_typed():
     out, shown = _ask_on_a_pty(False, b"hunter2 passphrase\n")
     assert out == "True 'hunter2 passphrase'\n"
-    assert shown.startswith(b"Code: ") and b"hunter2" not in shown
+    assert shown.startswith(b"<asked>") and b"hunter2" not in shown

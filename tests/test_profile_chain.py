@@ -19,13 +19,11 @@ import trio
 import trio.testing
 
 from agent.errors import MfaError, SourceError, StsError
-from agent.keystore import KeyStore
 from agent.profile_chain import MFA_SESSION_SECONDS, ProfileResolver, session_key
 from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, SimpleHolder, write_token_file
 from metadata_server.credentials import RoleCredentials
-from tests.laptop_support import MemoryKeyring, code_at, make_user, write_profiles
+from tests.laptop_support import code_at, start_laptop, write_profiles
 from tests.servers import start_server
-from tests.test_daemon import StsBackend
 from wire.aws_config import ProfileError
 from wire.session_cache import SessionCache
 
@@ -50,17 +48,12 @@ class Prompt:
 
 @pytest.fixture
 async def setup(nursery, tmp_path, wall_clock, aws_sandbox, monkeypatch):
-    backend = StsBackend(tmp_path / "backend", wall_clock)
-    await backend.start(nursery)
-    user = await make_user(backend.url, backend.admin, wall_clock, "alice")
+    backend, user, keystore = await start_laptop(nursery, tmp_path, wall_clock, "alice")
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", backend.url)
-    keystore = KeyStore(MemoryKeyring(), clock=wall_clock)
-    await keystore.put("base", user.keys.access_key_id, user.keys.secret_access_key)
     write_profiles(aws_sandbox, user)
     prompt = Prompt(user.seed, wall_clock)
     cache = SessionCache()
     resolver = ProfileResolver(keystore=keystore, cache=cache, clock=wall_clock, prompt=prompt)
-    backend.calls.clear()
     return backend, user, resolver, prompt, cache
 
 

@@ -22,7 +22,7 @@ from agent.sources import StaticSource
 from agent.sts_client import StsClient
 from agent.user_sources import PROMPT_COOLDOWN, KeyringSource, MfaSession, ProfileSource
 from tests.laptop_support import MemoryKeyring, code_at, make_user, write_profiles
-from tests.test_daemon import StsBackend, short_dir, start_agent  # noqa: F401 - short_dir is a fixture
+from tests.test_daemon import StsBackend, start_agent
 from wire.session_cache import SessionCache
 
 

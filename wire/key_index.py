@@ -18,6 +18,8 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from wire.private_files import write_private
+
 __all__ = ["index_lock", "index_path", "read_index", "write_index"]
 
 
@@ -65,16 +67,4 @@ def write_index(profiles: Mapping[str, Mapping[str, str]], environ: Mapping[str,
     """
     path = index_path(environ)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    import tempfile  # only writers need it; the warm path only reads
-
-    fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"profiles": dict(sorted(profiles.items()))}, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_private(path, json.dumps({"profiles": dict(sorted(profiles.items()))}, indent=2).encode(), durable=True)

@@ -37,6 +37,8 @@ import stat
 from collections import namedtuple
 from collections.abc import Iterator, Mapping
 
+from wire.private_files import write_private
+
 __all__ = ["CacheEntry", "CacheError", "SessionCache", "default_cache_dir", "parse_z", "format_z"]
 
 _UTC = _dt.timezone.utc
@@ -211,19 +213,7 @@ class SessionCache:
         """
         self._checked_dir(create=True)
         target = self._path(key)
-        import tempfile  # only writers need it; the warm path only reads
-
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.directory)  # created 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry.to_json(), f)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_private(target, json.dumps(entry.to_json()).encode())
 
     def delete(self, key: str) -> bool:
         """Remove one entry; True when it existed."""

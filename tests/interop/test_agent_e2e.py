@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from agent.demo import DemoAccount, Keys
-from tests.test_daemon import StsBackend, agent_config, short_dir, start_agent  # noqa: F401 - fixture
+from tests.test_daemon import StsBackend, agent_config, start_agent
 from wire.clock import SystemClock
 
 pytestmark = pytest.mark.interop

@@ -12,10 +12,11 @@ Every child gets ``AWS_EC2_METADATA_DISABLED=true`` and loopback endpoints.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import shlex
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from agent.iam_client import IamClient, members
 from tests.conftest import need_tool
 from tests.interop import JS_DIR, require_node
 from tests.laptop_support import code_at, make_user, write_profiles
-from tests.test_daemon import StsBackend, short_dir, start_agent  # noqa: F401 - short_dir is a fixture
+from tests.test_daemon import StsBackend, start_agent
 from wire.clock import SystemClock
 
 pytestmark = pytest.mark.interop
@@ -193,18 +194,27 @@ async def test_a_refused_assume_role_is_aws_s_error_in_one_line(laptop, aws_sand
 
 
 class Tmux:
-    """A private tmux server running one command in a pane; its screen read with capture-pane."""
+    """A private tmux server running one command in a pane; its screen read with capture-pane.
+
+    tmux's server does not pass our environment on, so the command runs from a
+    script that exports ``env`` first, then records the command's exit status.
+    """
 
     def __init__(self, directory: Path, env: dict[str, str]) -> None:
         self.tmux = need_tool("tmux")
-        self.socket, self.env = str(directory / "tmux"), env
+        self.directory, self.socket, self.env = directory, str(directory / "tmux"), env
+        self.status = directory / "status"
 
     async def run(self, *args: str) -> str:
         done = await trio.run_process([self.tmux, "-S", self.socket, *args], env=self.env, capture_stdout=True,
                                       capture_stderr=True, check=False)
         return done.stdout.decode()
 
-    async def start(self, script: Path) -> None:
+    async def start(self, command: str) -> None:
+        exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in self.env.items()
+                          if re.fullmatch(r"[A-Z_][A-Z0-9_]*", name))
+        script = self.directory / "run.sh"
+        script.write_text(f"{exports}{command}\necho $? >{self.status}\nsleep 30\n")
         await self.run("new-session", "-d", "-s", "t", "-x", "200", "-y", "50", f"sh {script}")
 
     async def wait_for(self, pattern: str, timeout: float = 30.0) -> str:
@@ -218,44 +228,32 @@ class Tmux:
     async def type(self, line: str) -> None:
         await self.run("send-keys", "-t", "t", line, "Enter")
 
+    async def exit_status(self, timeout: float = 30.0) -> str:
+        """The command's exit status, once it has one."""
+        with trio.fail_after(timeout):
+            while not self.status.exists() or not self.status.read_text().strip():
+                await trio.sleep(0.1)
+        return self.status.read_text().strip()
+
     async def kill(self) -> None:
         await self.run("kill-server")
-
-
-def _script(directory: Path, env: dict[str, str], command: str) -> Path:
-    """A shell script that runs ``command`` in ``env`` (tmux's server does not pass our environment on)."""
-    exports = "".join(f"export {name}={shlex_quote(value)}\n" for name, value in env.items()
-                      if re.fullmatch(r"[A-Z_][A-Z0-9_]*", name))
-    path = directory / "run.sh"
-    path.write_text(exports + command + "\n")
-    return path
-
-
-def shlex_quote(value: str) -> str:
-    import shlex
-
-    return shlex.quote(value)
 
 
 async def test_the_terminal_prompt_works_while_stdout_and_stderr_are_captured(laptop, short_dir, aws_sandbox):
     backend, user, env, counter = laptop
     write_profiles(aws_sandbox, user)  # no mfa_process: the terminal driver
-    out, err, status = short_dir / "out", short_dir / "err", short_dir / "status"
-    script = _script(short_dir, env, f"rolecall credential-process --profile dev-role >{out} 2>{err}; "
-                                     f"echo $? >{status}; sleep 30")
+    out, err = short_dir / "out", short_dir / "err"
     tmux = Tmux(short_dir, env)
     try:
-        await tmux.start(script)
+        await tmux.start(f"rolecall credential-process --profile dev-role >{out} 2>{err}")
         screen = await tmux.wait_for(r"Enter MFA code for arn:aws:iam::\d{12}:mfa/")
         assert user.mfa_serial in screen
         code = code_at(user.seed, SystemClock().now())
         await tmux.type(code)
-        with trio.fail_after(30):
-            while not status.exists() or not status.read_text().strip():
-                await trio.sleep(0.1)
+        exit_status = await tmux.exit_status()
     finally:
         await tmux.kill()
-    assert status.read_text().strip() == "0", err.read_text()
+    assert exit_status == "0", err.read_text()
     doc = json.loads(out.read_text())
     assert doc["Version"] == 1 and doc["AccessKeyId"].startswith("ASIA")
     assert "MFA" not in out.read_text() and code not in err.read_text() and "Enter" not in err.read_text()
@@ -275,12 +273,10 @@ async def test_mfa_enroll_shows_a_qr_code_and_enables_the_device(nursery, tmp_pa
     (aws_sandbox / ".aws" / "credentials").write_text(
         f"[carol]\naws_access_key_id = {key['AccessKeyId']}\naws_secret_access_key = {key['SecretAccessKey']}\n")
     env = child_env(backend.url)
-    png, out, status = short_dir / "qr.png", short_dir / "out", short_dir / "status"
-    script = _script(short_dir, env, f"rolecall mfa enroll --profile carol --qr-png {png} >{out} 2>&1; "
-                                     f"echo $? >{status}; sleep 30")
+    png, out = short_dir / "qr.png", short_dir / "out"
     tmux = Tmux(short_dir, env)
     try:
-        await tmux.start(script)
+        await tmux.start(f"rolecall mfa enroll --profile carol --qr-png {png} >{out} 2>&1")
         await tmux.wait_for("First code:")  # capture-pane drops trailing spaces
         assert oct(png.stat().st_mode & 0o777) == "0o600"
         decoded = (await trio.run_process([zbarimg, "--raw", "-q", str(png)], capture_stdout=True)).stdout.decode()
@@ -288,16 +284,14 @@ async def test_mfa_enroll_shows_a_qr_code_and_enables_the_device(nursery, tmp_pa
         assert uri.startswith("otpauth://totp/carol@") and "secret=" in uri
         seed = re.search(r"secret=([A-Z2-7]+)", uri).group(1)
         now = SystemClock().now()
-        await tmux.type(code_at(seed, now - __import__("datetime").timedelta(seconds=30)))
+        await tmux.type(code_at(seed, now - dt.timedelta(seconds=30)))
         await tmux.wait_for("Next code")
         await tmux.type(code_at(seed, now))
-        with trio.fail_after(30):
-            while not status.exists() or not status.read_text().strip():
-                await trio.sleep(0.1)
+        exit_status = await tmux.exit_status()
     finally:
         await tmux.kill()
     printed = out.read_text()
-    assert status.read_text().strip() == "0", printed
+    assert exit_status == "0", printed
     serial = re.search(r"^mfa_serial = (arn:aws:iam::\d{12}:mfa/carol)$", printed, re.M).group(1)
     assert "█" in printed or "▀" in printed or "▄" in printed  # the QR code, drawn in the terminal
     async with IamClient(backend.url, backend.admin.credentials(), SystemClock()) as iam:

@@ -366,6 +366,7 @@ def _python(code: str, **kwargs) -> subprocess.CompletedProcess:
 
 def test_ask_without_a_terminal_raises_at_once_and_never_reads_stdin():
     code = """
+import time
 from agent.tty import NoTerminal, ask, has_terminal
 print("has_terminal", has_terminal())
 start = time.monotonic()

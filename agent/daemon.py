@@ -12,7 +12,11 @@ starts, in this order:
    per bound address (the real port for ``:0``);
 2. the container endpoint when ``[container]`` is configured (its bearer token
    written 0600 to ``token_file``);
-3. the control socket (``agent.control``);
+3. the control socket (``agent.control``): ``status`` and ``refresh`` for
+   anyone who may open it; ``credentials`` (the held role credentials, when
+   asked for this role) and ``mfa-code`` (``rolecall mfa login`` handing over a
+   code for the MFA session, ``agent.user_sources``) only for the agent's own
+   user or root;
 4. the rotator (``agent.rotator``), which fetches the first credentials at once
    and then rotates; until it holds some, credential paths answer 503;
 5. a task that waits for the first credentials, then logs ``ready`` and sends
@@ -46,10 +50,9 @@ import trio
 from agent.config import AgentConfig, load_config
 from agent.control import serve_control
 from agent.errors import AgentError
-from agent.rotator import Rotator
-from agent.sdnotify import Notifier
 from agent.mfa_prompt import PROMPT_TIMEOUT
-from agent.rotator import FETCH_TIMEOUT
+from agent.rotator import FETCH_TIMEOUT, Rotator
+from agent.sdnotify import Notifier
 from agent.sources import fetch_role_credentials
 from agent.sts_client import StsClient
 from agent.user_sources import MfaSession, build_source

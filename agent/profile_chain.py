@@ -172,8 +172,7 @@ class ProfileResolver:
             raise SourceError(f"profile {profile!r} has no mfa_serial: nothing to log in to")
         if plan.session and plan.session_mfa_serial:
             async with self._sts(plan) as sts:
-                base = await self.source_credentials(plan)
-                session = await self._session(plan, base, sts, self._prompt(plan), force=force)
+                session = await self._session(plan, sts, self._prompt(plan), force=force)
             return session, await self.credentials(profile, fresh=force)
         entry = await self.credentials(profile, fresh=force)
         return entry, entry
@@ -186,9 +185,9 @@ class ProfileResolver:
                                                           read_token_file(source.token_file),
                                                           duration_seconds=role.duration_seconds)
             return await self._assume_roles(plan, sts, prompt, got)
-        base = await self.source_credentials(plan)
+        base = None if plan.session else await self.source_credentials(plan)
         if plan.session or (not plan.roles and base.credentials.session_token is None):
-            session = await self._session(plan, base, sts, prompt)
+            session = await self._session(plan, sts, prompt, base=base)
             if not plan.roles:
                 return self._entry("profile", plan, session.access_key_id, session.secret_access_key,
                                    session.session_token, session.expiration, mfa_serial=session.mfa_serial,
@@ -253,16 +252,35 @@ class ProfileResolver:
             return await imds_credentials(source.profile, environ, transport=self.transport)
         raise SourceError(f"profile {source.profile!r}: {source.kind} is not a source of keys")
 
-    async def _session(self, plan: ProfilePlan, base: SourceCredentials, sts: StsClient, prompt: MfaPrompt, *,
-                       force: bool = False) -> CacheEntry:
-        """The GetSessionToken session of ``base`` (MFA when the plan says), cached and shared."""
+    def _known_key_id(self, plan: ProfilePlan) -> str | None:
+        """The source's access key id without opening the keyring: from the files, or rolecall's index."""
+        source = plan.source
+        if source.kind != "keys":
+            return None
+        return source.access_key_id or self.keystore.names().get(source.profile, {}).get("AccessKeyId")
+
+    async def _session(self, plan: ProfilePlan, sts: StsClient, prompt: MfaPrompt, *,
+                       base: SourceCredentials | None = None, force: bool = False) -> CacheEntry:
+        """The GetSessionToken session of the source's keys (MFA when the plan says), cached and shared.
+
+        A cached session is found by the key id alone, so the keyring is opened
+        (an unlock prompt, a passphrase) only when a new session must be made.
+        """
         serial = plan.session_mfa_serial
-        key = session_key(base.access_key_id, serial, plan.sts_endpoint, plan.region)
+        key_id = base.access_key_id if base is not None else self._known_key_id(plan)
+        if key_id is None:
+            base = await self.source_credentials(plan)
+            key_id = base.access_key_id
+        key = session_key(key_id, serial, plan.sts_endpoint, plan.region)
         if not force and self._fresh(hit := self.cache.get(key)):
             return hit
         async with self._locked(key):
             if not force and self._fresh(hit := self.cache.get(key)):
                 return hit
+            if base is None:
+                base = await self.source_credentials(plan)
+                if base.access_key_id != key_id:  # the keyring was changed behind rolecall's index
+                    key = session_key(base.access_key_id, serial, plan.sts_endpoint, plan.region)
             code = await prompt(serial) if serial else None
             duration = plan.session_duration or (MFA_SESSION_SECONDS if serial else PLAIN_SESSION_SECONDS)
             got = await sts.get_session_token(base.credentials, duration_seconds=duration, serial_number=serial,

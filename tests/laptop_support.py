@@ -104,8 +104,10 @@ class MemoryKeyring:
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], str] = {}
+        self.reads = 0  # how often a secret was read: each would be an unlock prompt on some keyrings
 
     def get_password(self, service: str, username: str) -> str | None:
+        self.reads += 1
         return self.items.get((service, username))
 
     def set_password(self, service: str, username: str, password: str) -> None:

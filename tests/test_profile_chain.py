@@ -150,6 +150,18 @@ async def test_fresh_skips_the_profile_entry_but_reuses_the_session(setup, autoj
     assert cache.get(resolver.plan("dev-role").cache_key()) == again
 
 
+async def test_a_cached_session_needs_no_keyring_read(setup, autojump_clock, wall_clock):
+    """Role sessions renewed from a cached MFA session never open the keyring (no unlock prompt storms)."""
+    backend, user, resolver, prompt, cache = setup
+    keyring = resolver.keystore._backend
+    await resolver.credentials("dev-role")
+    assert keyring.reads == 1
+    for _ in range(3):
+        wall_clock.jump(50 * 60)  # each time a new role session, from the 8-hour MFA session
+        await resolver.credentials("dev-role")
+    assert keyring.reads == 1 and backend.calls["AssumeRole"] == 4 and len(prompt.serials) == 1
+
+
 async def test_login_reuses_a_valid_session_unless_forced(setup, autojump_clock, wall_clock):
     backend, user, resolver, prompt, cache = setup
     session, creds = await resolver.login("dev-role")

@@ -30,6 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         command.add_argument("--profile", required=True, metavar="NAME", help="the profile")
         command.set_defaults(run=handler)
     listing = sub.add_parser("list", help="profiles with keys in the keyring (no secrets)")
+    listing.add_argument("--profile", metavar="NAME", help="only this profile")
     listing.add_argument("--json", action="store_true", help="one JSON object")
     listing.set_defaults(run=_list)
 
@@ -72,6 +73,8 @@ def _list(args: argparse.Namespace) -> int:
     from wire.key_index import read_index
 
     index = read_index()
+    if args.profile is not None:
+        index = {name: entry for name, entry in index.items() if name == args.profile}
     if args.json:
         print(json.dumps(index))
         return 0

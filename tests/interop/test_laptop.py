@@ -306,6 +306,8 @@ async def test_keys_list_remove_and_rotate(laptop):
     backend, user, env, counter = laptop
     listed = await rolecall("keys", "list", "--json", env=env)
     assert json.loads(listed.stdout)["base"]["AccessKeyId"] == user.keys.access_key_id
+    only = await rolecall("keys", "list", "--profile", "other", "--json", env=env)
+    assert json.loads(only.stdout) == {}
     assert user.keys.secret_access_key not in listed.stdout.decode()
     first = await rolecall("credential-process", "--profile", "base", env=env)
     assert first.returncode == 0, first.stderr

@@ -35,7 +35,7 @@ from agent.sts_client import parse_expiration
 from wire.sigv4 import Credentials
 
 __all__ = ["CHAIN_VARIABLE", "PROCESS_TIMEOUT", "SourceCredentials", "container_credentials",
-           "environment_credentials", "imds_credentials", "process_credentials"]
+           "environment_credentials", "imds_credentials", "process_credentials", "refuse_loop"]
 
 CHAIN_VARIABLE = "ROLECALL_PROFILE_CHAIN"
 PROCESS_TIMEOUT = 300.0  # seconds: a credential_process may itself prompt a person
@@ -138,14 +138,27 @@ def environment_credentials(profile: str, environ: Mapping[str, str]) -> SourceC
     return _document(doc, f"profile {profile!r}: the environment", "SessionToken")
 
 
-async def _get_json(client: httpx.AsyncClient, method: str, url: str, where: str, headers: dict) -> httpx.Response:
+async def _get(client: httpx.AsyncClient, method: str, url: str, where: str, headers: dict) -> bytes:
+    """One request's 200 body, at most ``_MAX_OUTPUT`` bytes (an endpoint cannot make us hold more)."""
     try:
-        response = await client.request(method, url, headers=headers)
+        async with client.stream(method, url, headers=headers) as response:
+            if response.status_code != 200:
+                raise SourceError(f"{where}: HTTP {response.status_code} from {url}")
+            body = b""
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > _MAX_OUTPUT:
+                    raise SourceError(f"{where}: the answer from {url} is larger than {_MAX_OUTPUT} bytes")
+            return body
     except httpx.HTTPError as exc:
         raise SourceError(f"{where}: cannot reach {url}: {type(exc).__name__}") from None
-    if response.status_code != 200:
-        raise SourceError(f"{where}: HTTP {response.status_code} from {url}")
-    return response
+
+
+def _json(body: bytes, where: str) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise SourceError(f"{where}: the answer is not JSON") from None
 
 
 async def container_credentials(profile: str, environ: Mapping[str, str], *, transport=None) -> SourceCredentials:
@@ -174,11 +187,8 @@ async def container_credentials(profile: str, environ: Mapping[str, str], *, tra
             raise SourceError(f"{where}: the authorization token holds a line break")
         headers["Authorization"] = token
     async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, trust_env=False) as client:
-        response = await _get_json(client, "GET", url, where, headers)
-    try:
-        return _document(response.json(), where, "Token")
-    except ValueError:
-        raise SourceError(f"{where}: the answer is not JSON") from None
+        body = await _get(client, "GET", url, where, headers)
+    return _document(_json(body, where), where, "Token")
 
 
 async def imds_credentials(profile: str, environ: Mapping[str, str], *, transport=None) -> SourceCredentials:
@@ -192,15 +202,12 @@ async def imds_credentials(profile: str, environ: Mapping[str, str], *, transpor
         raise SourceError(f"{where} is disabled (AWS_EC2_METADATA_DISABLED)")
     base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or _IMDS).rstrip("/") + "/"
     async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, trust_env=False) as client:
-        token = (await _get_json(client, "PUT", base + "latest/api/token", where,
-                                 {"x-aws-ec2-metadata-token-ttl-seconds": "21600"})).text
+        token = (await _get(client, "PUT", base + "latest/api/token", where,
+                            {"x-aws-ec2-metadata-token-ttl-seconds": "21600"})).decode("ascii", "replace")
         headers = {"x-aws-ec2-metadata-token": token}
         listing = base + "latest/meta-data/iam/security-credentials/"
-        role = (await _get_json(client, "GET", listing, where, headers)).text.strip()
+        role = (await _get(client, "GET", listing, where, headers)).decode("utf-8", "replace").strip()
         if not role or "/" in role or "\n" in role:
             raise SourceError(f"{where}: no role name in {listing}")
-        response = await _get_json(client, "GET", listing + role, where, headers)
-    try:
-        return _document(response.json(), where, "Token")
-    except ValueError:
-        raise SourceError(f"{where}: the answer is not JSON") from None
+        body = await _get(client, "GET", listing + role, where, headers)
+    return _document(_json(body, where), where, "Token")

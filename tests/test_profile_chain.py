@@ -24,6 +24,7 @@ from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, Simpl
 from metadata_server.credentials import RoleCredentials
 from tests.laptop_support import code_at, start_laptop, write_profiles
 from tests.servers import start_server
+from wire.http import HttpResponse
 from wire.aws_config import ProfileError
 from wire.session_cache import SessionCache
 
@@ -253,6 +254,11 @@ async def test_container_credential_source(setup, autojump_clock, aws_sandbox, m
     (aws_sandbox / "token").write_text("x" * 43)
     cache.clear()
     with pytest.raises(SourceError, match=r"HTTP 403 from http://127\.0\.0\.1:\d+/creds"):
+        await resolver.credentials("ecs")
+    huge = await start_server(nursery, lambda req: HttpResponse(200, (("Content-Type", "application/json"),),
+                                                                b" " * 100_000 + b"{}"))
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", huge.url + "/creds")
+    with pytest.raises(SourceError, match="larger than 65536 bytes"):  # never held whole
         await resolver.credentials("ecs")
 
 

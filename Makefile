@@ -8,9 +8,10 @@ PY      := $(VENV)/bin/python
 JS_DIR  := tests/interop/js
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test bench venv node clean
+.PHONY: run test bench venv node model clean
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins the AWS SDK (botocore/boto3/awscli) the tests and `make model` use.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "rolecall needs Python 3.11 or newer"; exit 1; }
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
@@ -21,10 +22,15 @@ $(VENV)/.installed: pyproject.toml
 		else echo "$(PYTHON) cannot create a venv (no ensurepip): install python3-venv"; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Regenerate sts_backend/model/{sts,iam}.json from the pinned botocore's service models
+# (tests/test_validation.py fails when they differ); after changing the pin in constraints.txt.
+model: venv
+	$(PY) tools/gen_model_constraints.py
 
 # JS SDK for the interop tests; skipped (tests say why) without npm or with node < 20
 # (the AWS SDK for JavaScript v3 declares engines node >= 20).

@@ -138,13 +138,13 @@ def _quotas(args: argparse.Namespace) -> int:
 
 
 def _set_quota(args: argparse.Namespace) -> int:
-    from sts_backend.store_core import DEFAULT_QUOTAS
+    from sts_backend.store_core import DEFAULT_QUOTAS, QUOTA_MINIMUM
 
     if args.name not in DEFAULT_QUOTAS:
         raise CliError(f"backend set-quota: unknown quota {args.name!r} (one of: {', '.join(DEFAULT_QUOTAS)})")
-    text = args.value.strip()
-    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_QUOTA):
-        raise CliError(f"backend set-quota: {args.name} must be an integer from 1 to {MAX_QUOTA}, "
+    text, low = args.value.strip(), QUOTA_MINIMUM.get(args.name, 1)
+    if not (text.isascii() and text.isdigit() and low <= int(text) <= MAX_QUOTA):
+        raise CliError(f"backend set-quota: {args.name} must be an integer from {low} to {MAX_QUOTA}, "
                        f"not {args.value!r}")
     import sqlite3
 

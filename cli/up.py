@@ -15,7 +15,8 @@ call) is finished by the next one, whose seeding reuses what exists. Each run
 writes ``agent.toml`` and ``agent-secret`` (0600) there for the embedded agent.
 
 Once the agent holds its first credentials, stdout gets only ``export K=V``
-lines (flushed), with the real ports when a port was 0; logs go to stderr.
+lines (flushed), with the real ports when a port was 0 and every endpoint
+ending with ``/``; logs go to stderr.
 SIGINT/SIGTERM stop the agent gracefully, then the backend; exit 0.
 """
 
@@ -50,9 +51,15 @@ def default_data_dir(environ=None) -> Path:
 
 
 def export_lines(imds: str, sts_url: str) -> list[str]:
-    """The ``export K=V`` lines ``rolecall up`` prints once ready."""
-    values = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://{imds}", "AWS_ENDPOINT_URL_STS": sts_url,
-              "AWS_ENDPOINT_URL_IAM": sts_url, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
+    """The ``export K=V`` lines ``rolecall up`` prints once ready.
+
+    Every endpoint ends with ``/`` (design.md): older botocore, e.g. Debian 12's AWS
+    CLI v2, joins ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` and ``latest/api/token``
+    without adding one.
+    """
+    sts = sts_url if sts_url.endswith("/") else sts_url + "/"
+    values = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://{imds}/", "AWS_ENDPOINT_URL_STS": sts,
+              "AWS_ENDPOINT_URL_IAM": sts, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
     return [f"export {name}={value}" for name, value in values.items()]
 
 

@@ -11,6 +11,13 @@ Every request passes the defences first, in this order, and any failure is a
    PUT and on token-carrying GETs; a proxy in front would make every peer look
    local, so rolecall refuses it everywhere).
 
+Then the path: a leading ``//`` is read as ``/`` (``//latest/api/token`` is the
+token path), for clients that join a base URL ending in ``/`` and a path
+starting with one. Only exactly two slashes are folded: three or more are left
+as they are, so such a path is an unknown one (never a token, never metadata:
+404 to a GET/HEAD that passes the token rules, 405 to other methods). Everything
+below applies to the normalised path.
+
 Then routing (reference/imds.md §2-5):
 
 - ``/latest/api/token``: ``PUT`` with a TTL 1-21600 issues a sealed token
@@ -91,6 +98,16 @@ def _trio_clock() -> Callable[[], float]:
     import trio  # here, so the pure handler module itself stays free of trio
 
     return trio.current_time
+
+
+def _normal_path(path: str) -> str:
+    """``//x`` as ``/x`` (a base URL with a trailing slash joined to ``/x``); any other path unchanged.
+
+    ``///x`` and longer runs are not folded, so they route as unknown paths.
+    """
+    if path.startswith("//") and not path.startswith("///"):
+        return path[1:]
+    return path
 
 
 def _is_token_variant(path: str) -> bool:
@@ -205,7 +222,7 @@ class ImdsHandler:
         refused = self.refusal(req)
         if refused is not None:
             return refused
-        path = req.path
+        path = _normal_path(req.path)
         if path == TOKEN_PATH:
             return self._token_endpoint(req)
         if _is_token_variant(path):

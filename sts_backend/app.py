@@ -17,6 +17,10 @@ Theory of operation
    ``iam.iam_resource_arn``; STS actions inside ``sts.py``;
 6. dispatch to ``sts.handle_sts`` or ``iam.handle_iam`` and render the XML.
 
+Authenticated STS calls are throttled per access key (``throttle``: AWS's
+``Throttling``, 400, past the key's rate and burst), after validation, so a
+malformed call is told what is wrong and a throttled one was well formed.
+
 Every response carries ``x-amzn-RequestId``, ``Content-Type: text/xml`` and
 ``Date`` (from the injected wall clock, so SDKs that correct their clock from it
 see the backend's time). Errors are ``ErrorResponse`` documents with the AWS
@@ -49,9 +53,11 @@ never lets the event loop wait on SQLite. Calls take one of two lanes:
   (``PRAGMA query_only``), so a misrouted write fails (503) rather than racing
   the write lane.
 
-The lane is chosen from the request's claimed credential scope, ``Action`` and
-whether a ``TokenCode``/``SerialNumber`` appears (unverified: choosing a lane
-grants nothing; either lane authenticates, validates and authorizes as ever).
+The lane is chosen from the decoded form (the same parameters the lane then
+serves) and the claimed credential scope: ``Action``, and for STS whether a
+``TokenCode`` or ``SerialNumber`` is present in any spelling (unverified:
+choosing a lane grants nothing; either lane authenticates, validates and
+authorizes as ever).
 
 Trade-offs, chosen for honesty and speed: the read lane costs the event loop its
 CPU time (signature check, policy evaluation, page-cache reads: a fraction of a
@@ -81,23 +87,22 @@ from sts_backend import iam, sts
 from sts_backend.audit import AuditRecord, NullAudit
 from sts_backend.auth import (UNSIGNED_ACTIONS, Authenticator, Principal, check_call, principal_policies,
                               request_context, unsigned_call)
-from sts_backend.errors import AccessDenied, BackendError, ReceiverError, SenderError
+from sts_backend.errors import AccessDenied, BackendError, MfaLockout, ReceiverError, SenderError
 from sts_backend.policy import access_denied_message, evaluate
+from sts_backend.throttle import KeyThrottle
 from sts_backend.validation import check_operation, validate
 from wire.clock import WallClock
 from wire.http import HttpRequest, HttpResponse
 from wire.query import IAM_NAMESPACE, STS_NAMESPACE, QueryError, new_request_id, parse_form, render_error, render_result
 from wire.sigv4 import SigV4Error
 
-__all__ = ["Backend", "layer_error_response", "READ_ONLY_ACTIONS"]
+__all__ = ["Backend", "layer_error_response", "READ_ONLY_ACTIONS", "store_failure"]
 
 log = logging.getLogger("rolecall.backend")
 
 _NAMESPACES = {"sts": STS_NAMESPACE, "iam": IAM_NAMESPACE}
 _SCOPE = re.compile(r"Credential=([A-Za-z0-9]{1,128})/[0-9]{8}/[^/,\s]*/([a-z0-9-]+)/")
 _QUERY_SCOPE = re.compile(r"X-Amz-Credential=([A-Za-z0-9]{1,128})%2F[0-9]{8}%2F[^%&]*%2F([a-z0-9-]+)%2F")
-_BODY_ACTION = re.compile(rb"(?:^|&)Action=([A-Za-z]{1,128})(?=&|$)")
-_QUERY_ACTION = re.compile(r"(?:^|&)Action=([A-Za-z]{1,128})(?=&|$)")
 
 # Calls that never write to the store: served on the read lane (see the module docstring).
 # STS calls are there only without an MFA code (``_MFA_MARKERS``): checking one consumes it.
@@ -107,7 +112,7 @@ READ_ONLY_ACTIONS: dict[str, frozenset[str]] = {
                       "GetFederationToken"}),
     "iam": frozenset(a for a in iam.HANDLERS if a.startswith(("Get", "List")) and a != "GetAccessKeyLastUsed"),
 }
-_MFA_MARKERS = ("TokenCode", "SerialNumber")
+_MFA_MARKERS = ("tokencode", "serialnumber")  # compared with the decoded names, lower-cased
 
 
 class Backend:
@@ -120,10 +125,11 @@ class Backend:
         audit: where audit lines go (``audit.AuditLog``); none kept by default.
     """
 
-    def __init__(self, store: Any, clock: WallClock, audit: Any = None) -> None:
+    def __init__(self, store: Any, clock: WallClock, audit: Any = None, throttle: KeyThrottle | None = None) -> None:
         self.store = store
         self.clock = clock
         self.audit = audit if audit is not None else NullAudit()
+        self.throttle = throttle if throttle is not None else KeyThrottle()
         self.authenticator = Authenticator(store, clock)
         self._date_second = -1
         self._date = ""
@@ -137,10 +143,17 @@ class Backend:
 
         Read-only calls run inline on the read lane's connection (never waits for a
         lock); everything else runs ``handle`` in the write lane's worker thread.
+        The lane is chosen from the decoded form, the same parameters ``handle``
+        then serves: no spelling of a name can move a call that writes (an MFA
+        code is consumed) onto the read-only lane.
         """
         if self._write_lane is None:
             self._write_lane, self._opening = trio.CapacityLimiter(1), trio.Lock()
-        if not self._reader_failed and _reads_only(req) and not self._flush_due():
+        try:
+            params = _form(req)
+        except QueryError:
+            params = None  # the write lane parses again and reports it
+        if not self._reader_failed and params is not None and _reads_only(req, params) and not self._flush_due():
             reader = self._reader
             if reader is None:
                 async with self._opening:
@@ -148,8 +161,8 @@ class Backend:
                         await trio.to_thread.run_sync(self._open_reader)
                 reader = self._reader
             if reader is not None:
-                return reader.handle(req)
-        return await trio.to_thread.run_sync(self.handle, req, limiter=self._write_lane)
+                return reader.handle(req, params)
+        return await trio.to_thread.run_sync(self.handle, req, params, limiter=self._write_lane)
 
     def _flush_due(self) -> bool:
         due = getattr(self.store, "key_use_flush_due", None)
@@ -162,7 +175,7 @@ class Backend:
             self._reader_failed = True
             return
         try:
-            self._reader = Backend(opener(), self.clock, self.audit)
+            self._reader = Backend(opener(), self.clock, self.audit, self.throttle)
         except Exception as exc:  # noqa: BLE001 - the write lane can serve everything
             log.warning("cannot open the read lane (%s); serving every call on the write lane",
                         type(exc).__name__)
@@ -177,23 +190,27 @@ class Backend:
         if reader is not None:
             reader.store.close()
 
-    def handle(self, req: HttpRequest) -> HttpResponse:
-        """Serve one Query API request; never raises."""
+    def handle(self, req: HttpRequest, params: dict[str, str] | None = None) -> HttpResponse:
+        """Serve one Query API request; never raises.
+
+        Args:
+            req: the request.
+            params: its decoded form when the caller parsed it already (``__call__``).
+        """
         now = self.clock.now()
         record = AuditRecord(time=now, request_id=new_request_id(),
                              source=req.peer[0] if req.peer else None)
         service = _claimed_scope(req, record)
         try:
-            service, action, result = self._serve(req, record, now)
+            service, action, result = self._serve(req, record, now, params)
             status, body = 200, render_result(action, _NAMESPACES[service], result, record.request_id)
         except (BackendError, SigV4Error) as exc:
             status, body = exc.http_status, self._error(exc, service, record)
         except QueryError as exc:
             status, body = 400, self._error(SenderError(exc.code, exc.message), service, record)
-        except sqlite3.OperationalError as exc:
-            log.warning("store busy or unavailable: %s", type(exc).__name__)
-            busy = ReceiverError("ServiceUnavailable", "Service is unable to handle request.", 503)
-            status, body = 503, self._error(busy, service, record)
+        except sqlite3.Error as exc:
+            failure = store_failure(exc)
+            status, body = failure.http_status, self._error(failure, service, record)
         except Exception as exc:  # the edge: a bug must not take the server down or leak details
             log.error("internal failure serving %s %s: %s", service, record.action, type(exc).__name__)
             log.debug("internal failure", exc_info=exc)
@@ -202,10 +219,11 @@ class Backend:
         return HttpResponse(status, (("x-amzn-RequestId", record.request_id), ("Content-Type", "text/xml"),
                                      ("Date", self._http_date(now))), body)
 
-    def _serve(self, req: HttpRequest, record: AuditRecord, now) -> tuple[str, str, Any]:
+    def _serve(self, req: HttpRequest, record: AuditRecord, now, params: dict[str, str] | None) -> tuple[str, str, Any]:
         if req.method not in ("GET", "POST"):
             raise SenderError("MethodNotAllowed", "The specified method is not allowed against this resource.", 405)
-        params = _form(req)
+        if params is None:
+            params = _form(req)
         record.params = params
         action = record.action = params.get("Action")
         if action in UNSIGNED_ACTIONS and not _signed(req):
@@ -220,6 +238,8 @@ class Backend:
         check_call(principal, service, action)      # credential-kind rules before any parameter
         typed = validate(service, action, params)
         if service == "sts":
+            if not self.throttle.allow(principal.access_key_id, self.store):
+                raise SenderError("Throttling", "Rate exceeded", 400)
             return service, action, sts.handle_sts(action, typed, principal, self.store, now)
         caller = iam.Caller(principal.account_id, principal.arn, principal.kind,
                             principal.user_name if principal.kind == "user" else None)
@@ -237,6 +257,8 @@ class Backend:
 
     def _error(self, exc: BackendError | SigV4Error, service: str, record: AuditRecord) -> bytes:
         record.outcome, record.error_code = "error", exc.code
+        if isinstance(exc, MfaLockout):
+            record.event, record.mfa_serial = exc.event, exc.serial
         fault = getattr(exc, "fault", "Sender")
         return render_error(exc.code, exc.message, fault, _NAMESPACES.get(service, STS_NAMESPACE),
                             record.request_id)
@@ -256,27 +278,20 @@ class Backend:
         return httpx.Response(response.status, headers=list(response.headers), content=response.body)
 
 
-def _reads_only(req: HttpRequest) -> bool:
-    """True when the request claims a call that never writes (it is verified later, in its lane)."""
-    found = _SCOPE.search(req.header("authorization") or "") or _QUERY_SCOPE.search(req.query)
-    if found is None:
+def _reads_only(req: HttpRequest, params: dict[str, str]) -> bool:
+    """True when the decoded request claims a call that never writes (verified later, in its lane)."""
+    scope = _SCOPE.search(req.header("authorization") or "")
+    service = scope.group(2) if scope else _query_scope_service(params.get("X-Amz-Credential"))
+    reads = READ_ONLY_ACTIONS.get(service or "")
+    if reads is None or params.get("Action") not in reads:
         return False
-    reads = READ_ONLY_ACTIONS.get(found.group(2))
-    if reads is None:
-        return False
-    body = req.body if req.method == "POST" else b""
-    action = _BODY_ACTION.search(body) if body else None
-    action = action.group(1).decode("ascii") if action else _query_action(req.query)
-    if action not in reads:
-        return False
-    if found.group(2) == "sts":
-        return not any(marker in req.query or marker.encode() in body for marker in _MFA_MARKERS)
-    return True
+    return service != "sts" or not any(name.lower() in _MFA_MARKERS for name in params)
 
 
-def _query_action(query: str) -> str | None:
-    found = _QUERY_ACTION.search(query) if query else None
-    return found.group(1) if found else None
+def _query_scope_service(credential: str | None) -> str | None:
+    """The service of a presigned request's ``X-Amz-Credential`` (``KEY/DATE/REGION/SERVICE/aws4_request``)."""
+    parts = (credential or "").split("/")
+    return parts[3] if len(parts) == 5 else None
 
 
 # The serving layer's own refusals (malformed HTTP, sizes, timeouts, a failed or
@@ -310,6 +325,25 @@ def layer_error_response(status: int) -> HttpResponse:
     request_id = new_request_id()
     return HttpResponse(status, (("x-amzn-RequestId", request_id), ("Content-Type", "text/xml")),
                         render_error(code, message, fault, STS_NAMESPACE, request_id))
+
+
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def store_failure(exc: sqlite3.Error) -> ReceiverError:
+    """The answer for a store error: 503 when it is busy or locked (SDKs retry), 503 naming a full
+    disk, else a 500 logged with its detail at ERROR (a bug or damage, not load)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None  # extended codes carry the primary in the low byte
+    if primary in _BUSY:
+        log.warning("store busy: %s", getattr(exc, "sqlite_errorname", type(exc).__name__))
+        return ReceiverError("ServiceUnavailable", "Service is unable to handle request.", 503)
+    if primary == sqlite3.SQLITE_FULL:
+        log.error("store write failed: the data directory's disk is full")
+        return ReceiverError("ServiceUnavailable", "The backend's disk is full: writes fail until space is freed.",
+                             503)
+    log.error("store failure: %s: %s", getattr(exc, "sqlite_errorname", type(exc).__name__), exc)
+    return ReceiverError()
 
 
 def _form(req: HttpRequest) -> dict[str, str]:

@@ -61,6 +61,8 @@ class AuditRecord:
     outcome: str = "ok"
     error_code: str | None = None
     source: str | None = None
+    event: str | None = None  # something beyond the call itself, e.g. "mfa_lockout"
+    mfa_serial: str | None = None  # the device an MFA event concerns
 
     def to_json(self) -> str:
         doc = {
@@ -70,6 +72,8 @@ class AuditRecord:
             "params": redact(self.params), "outcome": self.outcome,
             "error_code": self.error_code, "source": self.source,
         }
+        if self.event:
+            doc["event"], doc["mfa_serial"] = self.event, self.mfa_serial
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 

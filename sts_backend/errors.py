@@ -4,6 +4,7 @@
     ├── SenderError                  4xx, <Type>Sender</Type>
     │   ├── ValidationError          400  model constraints, DurationSeconds rules
     │   ├── AccessDenied             403  authorization, MFA failures
+    │   │   └── MfaLockout           403  the code that locked its device (audited as an event)
     │   ├── InvalidClientTokenId     403  unknown/invalid key or session token
     │   ├── ExpiredToken             403  session token past its expiry
     │   └── ... (NoSuchEntity, EntityAlreadyExists, LimitExceeded, ...)
@@ -91,3 +92,17 @@ class DeleteConflict(SenderError):
 class MalformedPolicyDocument(SenderError):
     def __init__(self, message: str) -> None:
         super().__init__("MalformedPolicyDocument", message, 400)
+
+
+class MfaLockout(AccessDenied):
+    """The failed code that locked its MFA device; the edge audits ``event = "mfa_lockout"``.
+
+    Attributes:
+        serial: the device's serial number.
+    """
+
+    event = "mfa_lockout"
+
+    def __init__(self, message: str, serial: str) -> None:
+        super().__init__(message)
+        self.serial = serial

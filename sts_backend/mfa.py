@@ -35,6 +35,7 @@ import datetime as dt
 import hmac
 import io
 import urllib.parse
+from dataclasses import dataclass
 
 import pyotp
 import segno
@@ -141,3 +142,57 @@ def qr_png(uri: str, scale: int = 5) -> bytes:
     buffer = io.BytesIO()
     segno.make(uri, error="m", micro=False).save(buffer, kind="png", scale=scale, border=4)
     return buffer.getvalue()
+
+
+# ---- failed codes and lockouts --------------------------------------------------------------
+#
+# Rule: a device counts its failed codes (a wrong code, or a replayed one) durably in the
+# store. MFA_FAILURES_BEFORE_LOCKOUT failures within MFA_FAILURE_WINDOW seconds of the
+# first of them lock the device for MFA_LOCKOUT_SECONDS, doubled for each lockout since
+# the device last accepted a code (capped at MAX_LOCKOUT_SECONDS). While locked, no code
+# is even checked: the right one is refused like a wrong one, so the lock cannot be used
+# as an oracle. A good code clears the count and the lockout history. The numbers are
+# quotas (``rolecall backend set-quota``); these are their defaults.
+
+MFA_FAILURES_BEFORE_LOCKOUT = 5
+MFA_FAILURE_WINDOW_SECONDS = 300
+MFA_LOCKOUT_SECONDS = 300
+MAX_LOCKOUT_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class FailureState:
+    """A device's failed codes: how many since ``first_failure``, and its lockouts (unix seconds)."""
+
+    failures: int
+    first_failure: float
+    locked_until: float
+    lockouts: int
+
+
+def locked(state: FailureState | None, now: dt.datetime) -> bool:
+    """Whether the device refuses codes at ``now``."""
+    return state is not None and now.timestamp() < state.locked_until
+
+
+def after_failure(state: FailureState | None, now: dt.datetime, *, limit: int, window: int,
+                  lockout: int) -> tuple[FailureState, bool]:
+    """The state after one more failed code at ``now``, and whether it starts a lockout.
+
+    Args:
+        state: the device's state before, or None (no failures recorded).
+        now: when the code failed.
+        limit: failures within ``window`` that lock the device.
+        window: seconds from the first failure in which they count.
+        lockout: seconds of the first lockout (doubled for each further one).
+    """
+    t = now.timestamp()
+    if state is None or t - state.first_failure >= window:
+        failures, first = 1, t
+    else:
+        failures, first = state.failures + 1, state.first_failure
+    lockouts = state.lockouts if state is not None else 0
+    if failures < limit:
+        return FailureState(failures, first, state.locked_until if state else 0.0, lockouts), False
+    seconds = min(lockout * 2 ** min(lockouts, 32), MAX_LOCKOUT_SECONDS)
+    return FailureState(0, t, t + seconds, lockouts + 1), True

@@ -103,6 +103,15 @@ class StsStore(Protocol):
         code is accepted at most once even by two processes on one data dir.
         """
 
+    def mfa_failures(self, serial_number: str):
+        """The device's failed codes and lockouts (``sts_backend.mfa.FailureState``), or None."""
+
+    def record_mfa_failure(self, serial_number: str, now) -> bool:
+        """Count one failed code for the device, durably; True when it locks the device."""
+
+    def clear_mfa_failures(self, serial_number: str) -> None:
+        """Forget the device's failed codes and lockouts (a good code came)."""
+
     def identity_policies(self, kind: Literal["user", "role"], name: str) -> list[str]:
         """Policy documents (JSON text) granting to the entity: inline, attached managed
         (default versions), and for users those of their groups."""

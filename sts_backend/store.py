@@ -47,7 +47,7 @@ import threading
 import time
 from pathlib import Path
 
-from sts_backend import ids
+from sts_backend import ids, mfa
 from sts_backend.records import AccessKey, MfaDevice, Role, Session, User
 from sts_backend.store_core import from_ts, ts
 from sts_backend.store_iam import _KEY_COLS, _ROLE_COLS, _USER_COLS, key_from_row, role_from_row, user_from_row
@@ -203,6 +203,30 @@ class Store(StoreMfa):
                                  (timecode, serial_number, timecode))
         self._writes += 1
         return cur.rowcount == 1
+
+    def mfa_failures(self, serial_number: str) -> mfa.FailureState | None:
+        """The device's failed codes and lockouts (``sts_backend.mfa``), or None when it has none."""
+        row = self._one("SELECT failures, first_failure, locked_until, lockouts FROM mfa_failures WHERE serial = ?",
+                        (serial_number,))
+        return None if row is None else mfa.FailureState(*row)
+
+    def record_mfa_failure(self, serial_number: str, now: dt.datetime) -> bool:
+        """Count one failed code (durably, atomically); True when it locks the device."""
+        with self._tx() as conn:
+            state, locks = mfa.after_failure(
+                self.mfa_failures(serial_number), now, limit=self.quota("MfaFailuresBeforeLockout"),
+                window=self.quota("MfaFailureWindowSeconds"), lockout=self.quota("MfaLockoutSeconds"))
+            conn.execute("INSERT INTO mfa_failures (serial, failures, first_failure, locked_until, lockouts) "
+                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET failures = excluded.failures, "
+                         "first_failure = excluded.first_failure, locked_until = excluded.locked_until, "
+                         "lockouts = excluded.lockouts",
+                         (serial_number, state.failures, state.first_failure, state.locked_until, state.lockouts))
+        return locks
+
+    def clear_mfa_failures(self, serial_number: str) -> None:
+        """A good code: forget the device's failures and lockouts."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM mfa_failures WHERE serial = ?", (serial_number,))
 
     # ---- StsStore: token keys and revocation -------------------------------------------
 

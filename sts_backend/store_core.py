@@ -40,7 +40,16 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "PolicySize": 5120,
     "AssumeRolePolicySize": 2048,
     "AccountAliasesPerAccount": 1,
+    # rolecall's own limits (not IAM quotas): MFA lockouts (sts_backend.mfa) and STS call rates
+    # per access key (sts_backend.throttle; 0 requests per second turns throttling off)
+    "MfaFailuresBeforeLockout": 5,
+    "MfaFailureWindowSeconds": 300,
+    "MfaLockoutSeconds": 300,
+    "StsRequestsPerSecondPerKey": 50,
+    "StsBurstPerKey": 100,
 }
+# The smallest value each quota takes (1 unless listed).
+QUOTA_MINIMUM: dict[str, int] = {"StsRequestsPerSecondPerKey": 0}
 
 
 def ts(when: dt.datetime) -> str:

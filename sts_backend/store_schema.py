@@ -141,7 +141,18 @@ CREATE TABLE revocations (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# v2: failed MFA codes per device (sts_backend.mfa: the lockout rule), kept across restarts.
+_V2 = """
+CREATE TABLE mfa_failures (
+    serial TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    first_failure REAL NOT NULL,
+    locked_until REAL NOT NULL,
+    lockouts INTEGER NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from sts_backend import ids, mfa, tokens
 from sts_backend.auth import Principal, managed_document, principal_policies, request_context
-from sts_backend.errors import AccessDenied, SenderError, ValidationError
+from sts_backend.errors import AccessDenied, MfaLockout, SenderError, ValidationError
 from sts_backend.policy import EXPLICIT_DENY, access_denied_message, evaluate, evaluate_trust
 from sts_backend.policy_document import PolicyKind, parse_policy
 from sts_backend.records import Role, Session, SessionKind, StsStore
@@ -39,6 +39,9 @@ BAD_MFA_CODE = "MultiFactorAuthentication failed with invalid MFA one time pass 
 UNKNOWN_MFA_DEVICE = ("MultiFactorAuthentication failed, unable to validate MFA code. Please verify your MFA "
                       "serial number is valid and associated with this user.")
 MFA_PAIR_NEEDED = "MultiFactorAuthentication failed, must provide both MFA serial number and one time pass code."
+# While a device is locked out its codes are not even checked (no oracle); the message says so.
+MFA_LOCKED = ("MultiFactorAuthentication failed: too many invalid codes for this MFA device; it accepts codes "
+              "again after a waiting period.")
 OVER_ROLE_MAX = "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
 OVER_CHAIN_MAX = "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining."
 
@@ -243,9 +246,16 @@ def _mfa_from_params(p: dict, principal: Principal, store: StsStore, now: dt.dat
     owner = principal.user_name or ""
     if device is None or device.user_name is None or device.user_name.lower() != owner.lower():
         raise AccessDenied(UNKNOWN_MFA_DEVICE)
+    failures = store.mfa_failures(serial)
+    if mfa.locked(failures, now):
+        raise AccessDenied(MFA_LOCKED)
     step = mfa.verify_code(device.seed_base32, code, now, device.last_timecode)
     if step is None or not store.consume_totp(serial, step):
+        if store.record_mfa_failure(serial, now):
+            raise MfaLockout(BAD_MFA_CODE, serial)
         raise AccessDenied(BAD_MFA_CODE)
+    if failures is not None:
+        store.clear_mfa_failures(serial)
     return now
 
 

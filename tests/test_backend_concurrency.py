@@ -47,8 +47,12 @@ class Served:
 
     async def call(self, client: httpx.AsyncClient, service: str, action: str, **params) -> httpx.Response:
         form = {"Action": action, "Version": VERSIONS[service], **params}
+        return await self.send(client, service, encode_form(form))
+
+    async def send(self, client: httpx.AsyncClient, service: str, body: bytes) -> httpx.Response:
+        """A signed POST of exactly ``body`` (to spell parameter names any way)."""
         auth = SigV4Auth(self.creds, "us-east-1", service, self.clock)
-        return await client.post(self.url, content=encode_form(form), auth=auth,
+        return await client.post(self.url, content=body, auth=auth,
                                  headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
 
 
@@ -141,7 +145,7 @@ def record_lanes(monkeypatch) -> dict:
     guard = threading.Lock()
     handle = Backend.handle
 
-    def counted(self, req):
+    def counted(self, req, params=None):
         key = id(self)
         with guard:
             seen["active"][key] = seen["active"].get(key, 0) + 1
@@ -150,7 +154,7 @@ def record_lanes(monkeypatch) -> dict:
             seen["actions"].setdefault(key, []).append(req.body.split(b"&")[0].decode())
         try:
             time.sleep(0.002)
-            return handle(self, req)
+            return handle(self, req, params)
         finally:
             with guard:
                 seen["active"][key] -= 1
@@ -216,6 +220,35 @@ async def test_lane_routing(served, monkeypatch):
     writes = ("Create", "Put", "Delete", "Update", "Attach", "Detach", "Tag", "Untag", "Enable", "Resync",
               "Deactivate", "Add", "Remove", "Set")
     assert not any(a.startswith(writes) for a in READ_ONLY_ACTIONS["iam"])
+
+
+async def test_an_mfa_code_takes_the_write_lane_however_its_name_is_spelt(served, monkeypatch):
+    """Percent-encoding a letter of TokenCode once put the call on the read-only lane: a wrong code got
+    403, the right one 503 without being consumed (an oracle that never uses the code up)."""
+    import base64
+
+    import pyotp
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        device = parse_response((await served.call(client, "iam", "CreateVirtualMFADevice",
+                                                   VirtualMFADeviceName="admin-mfa")).content,
+                                "CreateVirtualMFADevice")["VirtualMFADevice"]
+        seed = base64.b64decode(device["Base32StringSeed"]).decode()
+        totp, now = pyotp.TOTP(seed), served.clock.now()
+        user = parse_response((await served.call(client, "iam", "GetUser")).content, "GetUser")["User"]["UserName"]
+        enabled = await served.call(client, "iam", "EnableMFADevice", UserName=user, SerialNumber=device["SerialNumber"],
+                                    AuthenticationCode1=totp.at(now.timestamp() - 60),
+                                    AuthenticationCode2=totp.at(now.timestamp() - 30))
+        assert enabled.status_code == 200, enabled.text
+        seen = record_lanes(monkeypatch)
+        serial = device["SerialNumber"].replace(":", "%3A").replace("/", "%2F")
+        body = (f"Action=GetSessionToken&Version=2011-06-15&Serial%4Eumber={serial}&Token%43ode="
+                f"{totp.at(now.timestamp())}").encode()
+        first = await served.send(client, "sts", body)
+        again = await served.send(client, "sts", body)
+    assert first.status_code == 200, first.text
+    assert again.status_code == 403 and b"invalid MFA one time pass code" in again.content  # consumed: used once
+    assert seen["actions"][id(served.backend)] == ["Action=GetSessionToken"] * 2   # both on the write lane
 
 
 async def test_read_lane_key_use_reaches_get_access_key_last_used(served):

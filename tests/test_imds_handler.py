@@ -339,10 +339,91 @@ def test_identity_document(imds):
 
 
 @pytest.mark.parametrize(
-    "path", ["/latest/user-data", "/latest/meta-data/ami-id", "//latest/meta-data/", "/latest/meta-data/iam/xyz", "/x"]
+    "path", ["/latest/user-data", "/latest/meta-data/ami-id", "///latest/meta-data/", "/latest/meta-data/iam/xyz", "/x"]
 )
 def test_unknown_paths_are_404(imds, path):
     assert get(imds, path, token_of(imds)).status == 404
+
+
+# -- a leading "//" is "/" (a base URL ending in "/" joined to a path starting with one) ----------
+
+
+TTL = ("x-aws-ec2-metadata-token-ttl-seconds", "60")
+
+
+@pytest.mark.parametrize("hop_limit", [1, 3])
+def test_double_slash_token_put_issues_a_token_with_the_hop_limit(holder, clock, mono, hop_limit):
+    imds = make(holder, clock, mono, hop_limit=hop_limit)
+    response = imds(req("PUT", "//latest/api/token", TTL))
+    assert response.status == 200 and response.ip_ttl == hop_limit
+    assert header(response, "X-Aws-Ec2-Metadata-Token-Ttl-Seconds") == "60"
+    token = response.body.decode()
+    assert get(imds, CREDS_PATH, token).status == 200
+    assert get(imds, "/" + CREDS_PATH, token).status == 200
+    assert imds(req("PUT", "//latest/api/token", ("x-aws-ec2-metadata-token-ttl-seconds", "0"))).status == 400
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/latest/meta-data/", CREDS_PATH, META + "iam/security-credentials/", META + "iam/info",
+     META + "placement/availability-zone/", META + "iam/security-credentials-extended/" + ROLE,
+     "/latest/dynamic/instance-identity/document", "/latest/meta-data/ami-id"],
+)
+def test_double_slash_paths_answer_as_the_single_slash_ones(imds, mono, path):
+    token = token_of(imds)
+    single, double = get(imds, path, token), get(imds, "/" + path, token)
+    assert (double.status, double.headers, double.body) == (single.status, single.headers, single.body)
+    assert double.ip_ttl is None
+
+
+def test_double_slash_paths_keep_every_defence(holder, clock, mono, creds):
+    imds = make(holder, clock, mono)
+    token = token_of(imds)
+    secret = creds.secret_access_key.encode()
+    for target, headers in [("//latest/api/token", (TTL,)), ("/" + CREDS_PATH, (("x-aws-ec2-metadata-token", token),))]:
+        method = "PUT" if "api/token" in target else "GET"
+        refused = [
+            imds(req(method, target, *headers, host=("host", "attacker.example"))),  # DNS rebinding
+            imds(req(method, target, *headers, host=None)),
+            imds(req(method, target, *headers, ("host", "169.254.169.254"))),  # two Host headers
+            imds(req(method, target, *headers, peer=("192.0.2.1", 5))),  # not a local peer
+            imds(req(method, target, *headers, ("x-forwarded-for", "127.0.0.1"))),
+        ]
+        for response in refused:
+            assert (response.status, response.body, response.ip_ttl) == (403, b"", None), target
+    # the token rules: required mode, bad tokens, methods, the token path's variants
+    assert get(imds, "/" + CREDS_PATH).status == 401
+    assert get(imds, "/" + CREDS_PATH, token[:-1]).status == 401
+    assert get(make(holder, clock, mono, tokens="optional"), "/" + CREDS_PATH, "x" * 56).status == 401
+    response = imds(req("GET", "//latest/api/token", TTL))
+    assert (response.status, header(response, "Allow")) == (405, "OPTIONS, PUT")
+    assert imds(req("OPTIONS", "//latest/api/token")).status == 200
+    for variant in ["//latest/api/token/", "//2021-03-23/api/token", "//2021-03-23/api/token/"]:
+        response = imds(req("PUT", variant, TTL))
+        assert (response.status, response.body, response.ip_ttl) == (403, b"", None), variant
+    for method in ["PUT", "POST", "DELETE"]:
+        response = imds(req(method, "/" + CREDS_PATH, TTL, ("x-aws-ec2-metadata-token", token)))
+        assert (response.status, header(response, "Allow")) == (405, "GET, HEAD") and secret not in response.body
+    assert get(make(SimpleHolder(None), clock, mono), "/" + CREDS_PATH).status == 401
+    unavailable = make(SimpleHolder(None), clock, mono)
+    assert get(unavailable, "/" + CREDS_PATH, token_of(unavailable)).status == 503
+
+
+@pytest.mark.parametrize("slashes", [3, 4, 9])
+@pytest.mark.parametrize("tokens", ["required", "optional"])
+def test_three_or_more_leading_slashes_reach_nothing(holder, clock, mono, creds, slashes, tokens):
+    """Not folded: never a token, never metadata; 404 (or 401 without a token when required), 405 to a PUT."""
+    imds = make(holder, clock, mono, tokens=tokens)
+    lead = "/" * slashes
+    for method in ["PUT", "POST"]:
+        response = imds(req(method, lead + "latest/api/token", TTL))
+        assert (response.status, header(response, "Allow"), response.ip_ttl) == (405, "GET, HEAD", None)
+    token = token_of(imds)
+    for path in [lead, lead + "latest/meta-data/", lead + CREDS_PATH[1:], lead + "latest/api/token"]:
+        response = get(imds, path, token)
+        assert response.status == 404 and creds.secret_access_key.encode() not in response.body, path
+        assert get(imds, path).status == (401 if tokens == "required" else 404), path
+    assert imds(req("PUT", lead + "latest/api/token/", TTL)).status == 405  # not a token variant either
 
 
 # -- no valid credentials -----------------------------------------------------

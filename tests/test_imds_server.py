@@ -84,6 +84,24 @@ async def test_head_and_refusals_over_the_wire(nursery):
     nursery.cancel_scope.cancel()
 
 
+async def test_a_leading_double_slash_over_the_wire(nursery):
+    """``http://H:P/`` + ``/latest/...``: the serving layer hands ``//`` to the handler, which reads it as ``/``."""
+    creds = sample_credentials(SystemClock().now())
+    (address,) = await start(nursery, SimpleHolder(creds), SystemClock())
+    status, headers, body = await http_request(address, "PUT", "//latest/api/token", [(TTL_HEADER, "60")])
+    assert (status, headers[TTL_HEADER]) == (200, "60")
+    token = [("X-aws-ec2-metadata-token", body.decode())]
+    status, headers, body = await http_request(address, "GET", "/" + CREDS_PATH, token)
+    assert status == 200 and creds.secret_access_key.encode() in body and headers[TTL_HEADER] == "60"
+    status, _, body = await http_request(address, "GET", "//" + CREDS_PATH, token)  # three: not folded
+    assert status == 404 and creds.secret_access_key.encode() not in body
+    status, _, _ = await http_request(address, "PUT", "///latest/api/token", [(TTL_HEADER, "60")])
+    assert status == 405
+    status, _, body = await http_request(address, "GET", "/" + CREDS_PATH, [*token, ("Host", "attacker.example")])
+    assert (status, body) == (403, b"")
+    nursery.cancel_scope.cancel()
+
+
 async def test_no_credentials_answers_503_at_once(nursery):
     holder = SimpleHolder(None)
     (address,) = await start(nursery, holder, SystemClock())
@@ -196,9 +214,10 @@ def _ttls_from(sniffer, port):
                 found.append((ttl, payload))
 
 
+@pytest.mark.parametrize("token_path", ["/latest/api/token", "//latest/api/token"])
 @pytest.mark.parametrize("listen", ["127.0.0.1:0", pytest.param("[::1]:0", marks=requires_ipv6)])
 @pytest.mark.parametrize("hop_limit", [1, 3])
-async def test_token_response_hop_limit_on_the_wire(nursery, listen, hop_limit):
+async def test_token_response_hop_limit_on_the_wire(nursery, listen, hop_limit, token_path):
     creds = sample_credentials(SystemClock().now())
     (address,) = await start(nursery, SimpleHolder(creds), SystemClock(), listen=(listen,), hop_limit=hop_limit)
     port = int(address.rsplit(":", 1)[1])
@@ -207,7 +226,7 @@ async def test_token_response_hop_limit_on_the_wire(nursery, listen, hop_limit):
         stream = await trio.open_tcp_stream(address.rsplit(":", 1)[0].strip("[]"), port)
         async with stream:  # one keep-alive connection: PUT, then GET
             await stream.send_all(
-                b"PUT /latest/api/token HTTP/1.1\r\nHost: 169.254.169.254\r\n"
+                b"PUT " + token_path.encode() + b" HTTP/1.1\r\nHost: 169.254.169.254\r\n"
                 b"X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\n\r\n"
             )
             reply = await stream.receive_some(65536)

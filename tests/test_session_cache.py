@@ -470,8 +470,11 @@ def test_lock_held_by_another_process_is_released_when_it_dies(cache, cache_dir)
 def test_lock_is_not_inherited_by_child_processes(cache):
     fd = cache.try_lock("k")
     # close_fds=False: only O_CLOEXEC keeps the lock's descriptor out of the child
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], close_fds=False)
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                             close_fds=False, stdout=subprocess.PIPE)
     try:
+        # the child has exec'd (until then it shares every descriptor, whatever O_CLOEXEC says)
+        assert child.stdout.readline() == b"up\n"
         os.close(fd)  # our last reference: the lock goes unless the child holds a copy
         again = cache.try_lock("k")
         assert again is not None

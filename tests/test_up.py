@@ -92,8 +92,9 @@ async def test_up_prints_exports_serves_clients_and_reuses_its_data_dir(nursery,
     assert up.stdout.lines == [line for line in up.stdout.lines if line.startswith("export ")]
     assert list(up.exports) == EXPORT_NAMES
     imds = up.exports["AWS_EC2_METADATA_SERVICE_ENDPOINT"]
-    assert imds.startswith("http://127.0.0.1:") and not imds.endswith(":0")
+    assert imds.startswith("http://127.0.0.1:") and not imds.endswith(":0/")
     assert up.exports["AWS_ENDPOINT_URL_STS"] == up.exports["AWS_ENDPOINT_URL_IAM"]
+    assert all(up.exports[name].endswith("/") for name in EXPORT_NAMES[:3])  # the CLI v1 below takes them so
     _client_env(monkeypatch, up.exports)
     identity = await trio.to_thread.run_sync(_identity)
     assert identity["Arn"].endswith(":assumed-role/rolecall-demo/rolecall-up")
@@ -154,8 +155,19 @@ def test_default_data_dir_follows_xdg():
 
 def test_export_lines_are_the_design_md_set():
     lines = export_lines("[::1]:8169", "http://127.0.0.1:8900")
-    assert lines[0] == "export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://[::1]:8169"
     assert [line.split("=")[0].removeprefix("export ") for line in lines] == EXPORT_NAMES
+    assert lines == ["export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://[::1]:8169/",
+                     "export AWS_ENDPOINT_URL_STS=http://127.0.0.1:8900/",
+                     "export AWS_ENDPOINT_URL_IAM=http://127.0.0.1:8900/",
+                     "export AWS_REGION=us-east-1", "export AWS_DEFAULT_REGION=us-east-1"]
+
+
+def test_every_exported_endpoint_ends_with_one_slash():
+    """Older botocore (Debian 12's AWS CLI v2) joins base + ``latest/api/token`` without adding one (design.md)."""
+    for sts_url in ["http://127.0.0.1:8900", "http://127.0.0.1:8900/", "http://[::1]:8900"]:
+        values = dict(line.removeprefix("export ").split("=", 1) for line in export_lines("127.0.0.1:8169", sts_url))
+        for name in EXPORT_NAMES[:3]:
+            assert values[name].endswith("/") and not values[name].endswith("//"), (name, values[name])
 
 
 @pytest.mark.parametrize("arg", ["--imds-listen", "--sts-listen"])

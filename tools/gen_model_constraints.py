@@ -10,8 +10,11 @@ that carry secrets but are not marked ``sensitive`` in the model (MFA codes,
 context assertions) are listed per structure in ``sensitiveMembers`` so error
 messages never echo them.
 
-The botocore version is recorded; ``tests/test_validation.py`` checks that the
-committed files equal this tool's output when the installed botocore matches.
+The models come from the botocore that ``constraints.txt`` pins (``make venv``
+installs it; ``make model`` runs this tool with the venv's python); the tool
+refuses to run on any other. The version is recorded in the files, and
+``tests/test_validation.py`` fails unless the installed botocore is the pinned
+one and the committed files equal this tool's output.
 
 Usage: python tools/gen_model_constraints.py [--check]
 """
@@ -21,11 +24,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import re
 import sys
 from pathlib import Path
 
 SERVICES = {"sts": "2011-06-15", "iam": "2010-05-08"}
-OUT_DIR = Path(__file__).resolve().parent.parent / "sts_backend" / "model"
+ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / "sts_backend" / "model"
+CONSTRAINTS = ROOT / "constraints.txt"
 
 # Secrets the models do not mark sensitive; never echoed in a ValidationError.
 EXTRA_SENSITIVE_MEMBERS = frozenset(
@@ -36,10 +42,44 @@ _KEPT = ("min", "max", "pattern", "enum", "sensitive")
 _UNSUPPORTED = ("locationName", "flattened", "queryName", "xmlName", "xmlAttribute")
 
 
+def pinned_botocore() -> str:
+    """The botocore version ``constraints.txt`` pins (``botocore==X.Y.Z``)."""
+    for line in CONSTRAINTS.read_text("utf-8").splitlines():
+        found = re.fullmatch(r"\s*botocore\s*==\s*([\w.]+)\s*(?:#.*)?", line)
+        if found:
+            return found.group(1)
+    raise SystemExit(f"{CONSTRAINTS}: no 'botocore==VERSION' line")
+
+
+def installed_botocore() -> str:
+    """The version of the importable ``botocore`` package.
+
+    Once ``awscli`` is imported, the pinned release (which vendors botocore)
+    makes ``import botocore`` load its own copy, of another version: refuse
+    that rather than generate from it.
+    """
+    import botocore
+
+    if "awscli" in Path(botocore.__file__).parts:
+        raise SystemExit(f"botocore resolves to awscli's vendored copy ({botocore.__file__}); "
+                         "run this tool in a fresh interpreter")
+    return botocore.__version__
+
+
+def version_mismatch() -> str | None:
+    """Why the installed botocore is not the pinned one, or None when it is."""
+    pinned, installed = pinned_botocore(), installed_botocore()
+    if pinned == installed:
+        return None
+    return (f"botocore {installed} is installed but constraints.txt pins {pinned}: "
+            "run `make venv` (pip install -c constraints.txt -e '.[test]')")
+
+
 def load_model(service: str) -> tuple[dict, str]:
     """The botocore service model of ``service`` and botocore's version."""
     import botocore
 
+    installed_botocore()
     base = Path(botocore.__file__).parent / "data" / service / SERVICES[service]
     plain, packed = base / "service-2.json", base / "service-2.json.gz"
     if plain.exists():
@@ -143,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if the committed files differ from the output")
     args = parser.parse_args(argv)
+    mismatch = version_mismatch()
+    if mismatch:
+        print(mismatch, file=sys.stderr)
+        return 2
     status = 0
     for service in SERVICES:
         path = OUT_DIR / f"{service}.json"

@@ -3,20 +3,29 @@
 The units are installed into a temporary directory with a real executable in
 ``ExecStart`` (verify fails on a missing binary). The exposure score of the
 agent and the backend must stay at or below 2.0 (``security --offline=true``).
+The sysusers.d snippet for the agent's static user and group is applied by
+``systemd-sysusers --root`` to an empty tree. (The installed-wheel run is in
+``test_wheel_install.py``.)
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from agent.control import GROUP
 from cli.main import main
-from cli.systemd import SYSTEM_UNITS, USER_UNITS, render, template_dir
+from cli.systemd import SYSTEM_UNITS, SYSUSERS, USER_UNITS, render, template_dir
 from tests.conftest import need_tool
+
+REPO = Path(__file__).resolve().parent.parent
 
 MAX_EXPOSURE = 2.0
 _EXPOSURE = re.compile(r"Overall exposure level for (\S+): (\d+\.\d+)")
@@ -47,9 +56,10 @@ def analyze(*args: str, user: bool = False, runtime: Path | None = None) -> subp
 
 def test_install_writes_the_system_units_with_the_executable(tmp_path, executable, capsys):
     dest = tmp_path / "units"
-    assert install(dest, executable) == sorted(SYSTEM_UNITS)
+    assert install(dest, executable) == sorted([*SYSTEM_UNITS, SYSUSERS])  # --dest: the snippet beside the units
     out = capsys.readouterr().out
-    assert all(f"wrote {dest / name}" in out for name in SYSTEM_UNITS)
+    assert all(f"wrote {dest / name}" in out for name in (*SYSTEM_UNITS, SYSUSERS))
+    assert f"`systemd-sysusers {dest / SYSUSERS} && systemctl daemon-reload && " in out
     agent = (dest / "rolecall-agent.service").read_text()
     assert f"ExecStart={executable} agent serve --config /etc/rolecall/agent.toml" in agent
     assert "@BINDIR@" not in agent
@@ -73,6 +83,85 @@ def test_enabling_starts_the_service_at_boot_not_on_the_first_request(tmp_path, 
     agent = (dest / "rolecall-agent.service").read_text()
     target = "default.target" if user else "multi-user.target"
     assert re.search(rf"^WantedBy={target}$", agent, re.M)
+
+
+def _settings(text: str) -> list[tuple[str, str]]:
+    return [tuple(line.split("=", 1)) for line in text.splitlines() if "=" in line and not line.startswith("#")]
+
+
+def test_the_agent_runs_as_the_static_user_whose_group_may_use_the_control_socket(tmp_path, executable):
+    """Not DynamicUser: the group must exist on the host, and have members, for the 0660 socket to serve them."""
+    dest = tmp_path / "units"
+    install(dest, executable)
+    agent = dict(_settings((dest / "rolecall-agent.service").read_text()))
+    assert "DynamicUser" not in agent
+    assert agent["User"] == "rolecall" and agent["Group"] == GROUP == "rolecall"
+    assert agent["RuntimeDirectory"] == "rolecall" and agent["RuntimeDirectoryMode"] == "0750"
+    # What DynamicUser= implied, spelled out.
+    for key, value in {"ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "RemoveIPC": "yes",
+                       "NoNewPrivileges": "yes", "RestrictSUIDSGID": "yes"}.items():
+        assert agent[key] == value, key
+    entries = [line.split() for line in (dest / SYSUSERS).read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert entries == [["u", "rolecall", "-", '"rolecall', 'agent"', "-", "-"]]
+
+
+def test_the_sysusers_snippet_creates_the_user_and_group(tmp_path, executable):
+    tool = need_tool("systemd-sysusers")
+    dest, root = tmp_path / "units", tmp_path / "root"
+    install(dest, executable)
+    (root / "etc").mkdir(parents=True)
+    result = subprocess.run([tool, f"--root={root}", str(dest / SYSUSERS)], capture_output=True, text=True,
+                            timeout=60)
+    if result.returncode != 0 and os.geteuid() != 0:
+        pytest.skip(f"systemd-sysusers --root refused without root: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    users = {line.split(":")[0]: line.split(":") for line in (root / "etc" / "passwd").read_text().splitlines()}
+    groups = {line.split(":")[0]: line.split(":") for line in (root / "etc" / "group").read_text().splitlines()}
+    _, _, uid, gid, gecos, _, shell = users["rolecall"]
+    assert int(uid) < 1000 and gid == groups[GROUP][2] and gecos == "rolecall agent"
+    assert shell.endswith("nologin")
+
+
+def test_the_sysusers_snippet_goes_where_asked_and_never_with_user_units(tmp_path, executable, capsys):
+    dest, sysusers = tmp_path / "units", tmp_path / "sysusers.d"
+    install(dest, executable, "--sysusers-dir", str(sysusers))
+    assert [p.name for p in sysusers.iterdir()] == [SYSUSERS] and not (dest / SYSUSERS).exists()
+    assert f"systemd-sysusers {sysusers / SYSUSERS} && " in capsys.readouterr().out
+    user = tmp_path / "user"
+    assert install(user, executable, "--user") == sorted(USER_UNITS)
+    assert "systemd-sysusers" not in capsys.readouterr().out
+    code = main(["systemd", "install", "--user", "--dest", str(user), "--executable", str(executable),
+                 "--sysusers-dir", str(sysusers)])
+    assert code == 1 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_execstart_names_the_rolecall_script_that_ran_the_install(tmp_path, monkeypatch, capsys):
+    """From a venv not on PATH (or under sudo's PATH), the script that ran wins over another on PATH."""
+    running, other = tmp_path / "venv" / "bin" / "rolecall", tmp_path / "other" / "rolecall"
+    for path in (running, other):
+        path.parent.mkdir(parents=True)
+        path.write_text("#!/bin/sh\nexit 0\n")
+        path.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(running), "systemd", "install"])
+    monkeypatch.setenv("PATH", f"{other.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert main(["systemd", "install", "--dest", str(tmp_path / "units")]) == 0
+    assert f"ExecStart={running} agent serve" in (tmp_path / "units" / "rolecall-agent.service").read_text()
+    monkeypatch.setattr(sys, "argv", ["-c"])  # not a rolecall script: the one on PATH
+    assert main(["systemd", "install", "--dest", str(tmp_path / "units2")]) == 0
+    assert f"ExecStart={other} agent serve" in (tmp_path / "units2" / "rolecall-agent.service").read_text()
+
+
+def test_the_templates_are_package_data_the_wheel_carries():
+    """Every file of ``cli/systemd_units`` matches pyproject's package-data (the wheel test checks the build)."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "cli.systemd_units" in setuptools["packages"]
+    patterns = setuptools["package-data"]["cli.systemd_units"]
+    folder = Path(str(template_dir()))
+    assert folder == REPO / "cli" / "systemd_units" and not (REPO / "systemd").exists()  # one copy
+    names = sorted(p.name for p in folder.iterdir() if p.name != "__pycache__")
+    assert set(names) >= {*SYSTEM_UNITS, SYSUSERS, "agent.toml.example"}
+    assert [n for n in names if not any(fnmatch.fnmatch(n, pattern) for pattern in patterns)] == []
 
 
 def test_the_agent_may_hold_the_metadata_servers_connections():
@@ -101,6 +190,8 @@ def test_user_units_drop_what_a_user_manager_cannot_do(tmp_path, executable):
     assert install(dest, executable, "--user") == sorted(USER_UNITS)
     agent = (dest / "rolecall-agent.service").read_text()
     assert "--config %E/rolecall/agent.toml" in agent and "DynamicUser" not in agent
+    assert "User=" not in agent and "sysusers" not in agent  # the identity paragraph goes, comments too
+    assert "RuntimeDirectory=rolecall" in agent
     assert "After=rolecall-agent.socket" in agent and "rolecall-link-local" not in agent
     assert "WantedBy=default.target" in agent
     socket_unit = (dest / "rolecall-agent.socket").read_text()

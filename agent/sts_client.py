@@ -30,7 +30,6 @@ here logs or raises a secret: messages name fields, never their values.
 from __future__ import annotations
 
 import datetime as _dt
-import ipaddress
 import logging
 import random as _random
 import re
@@ -46,6 +45,7 @@ import trio
 from agent.errors import StsError, StsFailure, StsUnavailable, one_line
 from metadata_server.credentials import RoleCredentials
 from wire.clock import UTC, WallClock
+from wire.listeners import is_loopback_host
 from wire.query import QueryError, encode_form, flatten, parse_error, parse_response
 from wire.sigv4 import Credentials, SigV4Auth
 
@@ -190,16 +190,7 @@ def is_loopback_url(url: str) -> bool:
     Such endpoints are reached directly, whatever ``HTTP_PROXY``/``HTTPS_PROXY``/
     ``ALL_PROXY`` say (``NO_PROXY`` need not list them).
     """
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def parse_expiration(text: str) -> _dt.datetime:

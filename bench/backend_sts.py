@@ -9,6 +9,11 @@ policy), both on 127.0.0.1, creates the same role in each, then runs
 ../shared/bench/sts_load.py (botocore-signed, keep-alive, N worker processes)
 against each in turn, alternating, and prints the medians and their ratio.
 The goal is rolecall >= 2x moto while verifying everything.
+
+Per-key throttling (``StsRequestsPerSecondPerKey``, 50/s by default) is turned
+off on rolecall's data dir before it serves (``backend set-quota ... 0``): the
+load is one key at full speed, which throttling exists to refuse, and moto
+throttles nothing. The output says so.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ def start_rolecall(data_dir: Path) -> tuple[subprocess.Popen, str, tuple[str, st
     out = subprocess.run([*rolecall, "init", "--data-dir", str(data_dir), "--account-id", ACCOUNT],
                          cwd=REPO, check=True, capture_output=True, text=True).stdout
     admin = json.loads(out)
+    subprocess.run([*rolecall, "set-quota", "--data-dir", str(data_dir), "StsRequestsPerSecondPerKey", "0"],
+                   cwd=REPO, check=True, capture_output=True)
     port = free_port()
     proc = subprocess.Popen([*rolecall, "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"],
                             cwd=REPO, stderr=subprocess.DEVNULL)
@@ -125,6 +132,7 @@ def main() -> None:
             print(f"rolecall backend: {ours_rate:.0f} calls/s (median of {args.runs}; SigV4, key, trust and "
                   "identity policy checked on every call)")
             print(f"moto_server:      {moto_rate:.0f} calls/s (median of {args.runs}; auth off, its default)")
+            print("(rolecall's per-key STS throttling is off for this run: StsRequestsPerSecondPerKey = 0)")
             print(f"ratio: {ours_rate / moto_rate:.2f}x (goal >= 2x)")
     finally:
         for proc in procs:

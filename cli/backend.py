@@ -57,7 +57,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     set_quota = sub.add_parser("set-quota", help="override one quota (e.g. RolesPerAccount 500)")
     set_quota.add_argument("--data-dir", required=True)
     set_quota.add_argument("name", metavar="NAME", help="a quota name, as `rolecall backend quotas` lists them")
-    set_quota.add_argument("value", metavar="VALUE", help="a positive integer")
+    set_quota.add_argument("value", metavar="VALUE",
+                           help="an integer, at least 1 (StsRequestsPerSecondPerKey: 0 turns throttling off)")
     set_quota.set_defaults(run=_set_quota)
 
 

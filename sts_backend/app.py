@@ -129,7 +129,7 @@ class Backend:
         self.store = store
         self.clock = clock
         self.audit = audit if audit is not None else NullAudit()
-        self.throttle = throttle if throttle is not None else KeyThrottle()
+        self.throttle = throttle if throttle is not None else KeyThrottle(lambda: clock.now().timestamp())
         self.authenticator = Authenticator(store, clock)
         self._date_second = -1
         self._date = ""

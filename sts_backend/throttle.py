@@ -13,7 +13,8 @@ The limits are read from the store at most every ``REFRESH_SECONDS`` (a
 most ``MAX_KEYS`` keys, least recently used dropped first: a dropped key starts
 again with a full bucket, which costs at most one burst. One ``KeyThrottle`` is
 shared by the backend's read and write lanes (the write lane runs in a worker
-thread), so it holds a lock; its clock is monotonic and injected for tests.
+thread), so it holds a lock. Its clock is the backend's wall clock (so virtual
+time in tests drives it too); a step backwards refills nothing and costs nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class KeyThrottle:
     """Token buckets per access key (see the module).
 
     Args:
-        clock: monotonic seconds; default ``time.monotonic``.
+        clock: seconds; default ``time.monotonic``.
         max_keys: how many keys' buckets are kept.
     """
 
@@ -64,7 +65,7 @@ class KeyThrottle:
         now = self._clock()
         with self._lock:
             tokens, last = self._buckets.pop(access_key_id, (burst, now))
-            tokens = min(burst, tokens + (now - last) * rate)
+            tokens = min(burst, tokens + max(0.0, now - last) * rate)  # a clock stepped back refills nothing
             allowed = tokens >= 1.0
             self._buckets[access_key_id] = (tokens - 1.0 if allowed else tokens, now)
             if len(self._buckets) > self._max_keys:

@@ -136,7 +136,7 @@ def test_exported_names():
         "Handler", "HttpRequest", "HttpResponse", "Limits", "RequestRejected", "ResponseEncoder",
         "check_request_line", "error_response", "head_size", "http_version", "request_framing",
     }  # fmt: skip
-    assert set(wire_serve.__all__) == {"ErrorRenderer", "Server", "serve"}
+    assert set(wire_serve.__all__) == {"ErrorRenderer", "Server", "accept_retrying", "serve"}
     assert set(wire_listeners.__all__) == {
         "format_address", "inherited_listeners", "is_loopback_host", "listen_fds", "open_tcp_listeners",
         "parse_address",
@@ -145,7 +145,9 @@ def test_exported_names():
 
 @pytest.mark.parametrize(("host", "loopback"), [
     ("127.0.0.1", True), ("127.9.8.7", True), ("::1", True), ("::1%lo", True), ("localhost", True),
+    ("[::1]", True), ("::ffff:127.0.0.1", True), ("LOCALHOST.", True), ("api.localhost", True),
     ("0.0.0.0", False), ("::", False), ("169.254.169.254", False), ("10.0.0.1", False), ("example.com", False),
+    ("::ffff:10.0.0.1", False), ("localhost.example.com", False),
 ])  # fmt: skip
 def test_is_loopback_host(host, loopback):
     assert wire_listeners.is_loopback_host(host) is loopback
@@ -469,11 +471,28 @@ async def test_slowloris_gets_408(nursery, autojump_clock, http_log):
 async def test_request_timeout_counts_from_first_byte(nursery, autojump_clock):
     _, listener = await start_memory_server(nursery, ok, limits=Limits(request_timeout=10, idle_timeout=60))
     stream = await listener.connect()
-    await trio.sleep(30)  # idle: only the idle timeout applies
+    assert (await H11Client(stream).request("GET", "/")).status == 200
+    await trio.sleep(30)  # idle between requests: only the idle timeout applies
     await stream.send_all(b"GET / HTTP/1.1\r\nHost: h\r\n")
     await trio.sleep(5)
     await stream.send_all(b"\r\n")
     assert statuses(await stream.receive_some(65536)) == [200]
+
+
+async def test_a_connection_that_sends_nothing_is_closed_after_the_first_byte_timeout(nursery, autojump_clock,
+                                                                                      http_log):
+    _, listener = await start_memory_server(nursery, ok, limits=Limits(first_byte_timeout=5, idle_timeout=60))
+    silent = await listener.connect()
+    opened = trio.current_time()
+    assert await read_until_eof(silent) == b""
+    assert 5 <= trio.current_time() - opened <= 6
+    late = await listener.connect()
+    await trio.sleep(4)  # one byte in time is enough: then the request timeout applies
+    await late.send_all(b"G")
+    await trio.sleep(3)
+    await late.send_all(b"ET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert statuses(await late.receive_some(65536)) == [200]
+    assert_quiet(http_log)
 
 
 async def test_idle_keep_alive_connection_closed_silently(nursery, autojump_clock, http_log):
@@ -623,23 +642,92 @@ async def test_hostile_clients_do_not_disturb_others(nursery, http_log):
     assert_quiet(http_log)
 
 
-async def test_connection_cap_holds_new_connections_in_backlog(nursery):
+async def test_at_the_cap_a_new_connection_evicts_the_longest_idle_one(nursery):
     running = await start_server(nursery, ok, limits=Limits(max_connections=2))
     host, port = running.host_port()
     held = [await trio.open_tcp_stream(host, port) for _ in range(2)]
-    for stream in held:
+    for stream in held:  # held[0] idle the longest
         assert (await H11Client(stream).request("GET", "/")).status == 200
+    newcomer = await trio.open_tcp_stream(host, port)
+    with trio.fail_after(5):
+        assert (await H11Client(newcomer).request("GET", "/")).status == 200
+        assert await read_until_eof(held[0]) == b""  # evicted
+    assert (await H11Client(held[1]).request("GET", "/")).status == 200  # still served
     assert running.server.connection_count == 2
+    for stream in (held[1], newcomer):
+        await stream.aclose()
+
+
+async def test_at_the_cap_with_nothing_idle_new_connections_wait_in_the_backlog(nursery):
+    release = trio.Event()
+
+    async def slow(request):
+        await release.wait()
+        return ok(request)
+
+    running = await start_server(nursery, slow, limits=Limits(max_connections=2))
+    host, port = running.host_port()
+    busy = [await trio.open_tcp_stream(host, port) for _ in range(2)]
+    for stream in busy:
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    await trio.sleep(0.2)
     waiting = await trio.open_tcp_stream(host, port)  # the kernel completes the handshake
     await waiting.send_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
     with trio.move_on_after(0.3):
         await waiting.receive_some(65536)
-        pytest.fail("a connection beyond the cap was served")
-    assert running.server.connection_count == 2
-    await held[0].aclose()
+        pytest.fail("a connection beyond the cap was served while every slot was busy")
+    release.set()
     with trio.fail_after(5):
         assert statuses(await waiting.receive_some(65536)) == [200]
-    for stream in (held[1], waiting):
+    for stream in (*busy, waiting):
+        await stream.aclose()
+
+
+async def test_a_remote_peer_may_hold_only_its_share_of_connections(nursery):
+    running = await start_server(nursery, ok, limits=Limits(max_connections_per_peer=2), remote=lambda host: True)
+    host, port = running.host_port()
+    mine = [await trio.open_tcp_stream(host, port) for _ in range(2)]
+    for stream in mine:
+        assert (await H11Client(stream).request("GET", "/")).status == 200
+    third = await trio.open_tcp_stream(host, port)
+    with trio.fail_after(5):
+        assert await read_until_eof(third) == b""  # closed on accept
+    await mine[0].aclose()
+    await trio.sleep(0.1)
+    again = await trio.open_tcp_stream(host, port)
+    assert (await H11Client(again).request("GET", "/")).status == 200
+    for stream in (mine[1], again):
+        await stream.aclose()
+
+
+async def test_request_bodies_held_at_once_are_bounded_in_total(nursery):
+    release = trio.Event()
+
+    async def slow(request):
+        await release.wait()
+        return ok(request)
+
+    running = await start_server(nursery, slow, limits=Limits(max_body_bytes=1000, max_buffered_body_bytes=1500))
+    host, port = running.host_port()
+    first = await trio.open_tcp_stream(host, port)
+    await first.send_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000)
+    await trio.sleep(0.2)  # its body is held while the handler runs
+    second = await trio.open_tcp_stream(host, port)
+    await second.send_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + b"y" * 1000)
+    with trio.fail_after(5):
+        answer = await read_until_eof(second)
+    assert statuses(answer) == [503] and b"connection: close" in answer.lower()
+    release.set()
+    with trio.fail_after(5):
+        assert statuses(await first.receive_some(65536)) == [200]
+    third = await trio.open_tcp_stream(host, port)  # the budget came back
+    await third.send_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + b"z" * 1000)
+    with trio.fail_after(5):
+        assert statuses(await third.receive_some(65536)) == [200]
+    with trio.fail_after(5):  # released once each cycle is over, just after its answer went out
+        while running.server._buffered:
+            await trio.sleep(0.01)
+    for stream in (first, third):
         await stream.aclose()
 
 

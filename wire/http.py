@@ -142,8 +142,22 @@ class Limits:
             requests before it is closed silently. Both timeouts are checked
             by one timer per server, so they fire up to a tick late (a tenth
             of the shorter one, at most 1 s).
-        max_connections: connections served at once; beyond that the server
-            stops accepting and new connections wait in the kernel backlog.
+        max_connections: connections served at once. At the cap a new
+            connection evicts the one idle longest (a keep-alive connection
+            between requests, or one that has sent nothing yet); when none is
+            idle, the server stops accepting and new connections wait in the
+            kernel backlog.
+        first_byte_timeout: seconds from accept until a connection's first
+            byte; a connection that sends nothing is closed then (it costs a
+            slot and has proved nothing).
+        max_connections_per_peer: connections at once from one remote address
+            (loopback peers all share one address, so they are exempt: there
+            the defence is eviction and the first-byte timeout); more are closed
+            at once.
+        max_buffered_body_bytes: request-body bytes held at once across all
+            connections, from their first byte until the handler has answered
+            (the bodies of requests not yet authenticated); past it, 503 with
+            ``Connection: close``.
     """
 
     max_target_bytes: int = 8 * 1024
@@ -153,12 +167,17 @@ class Limits:
     request_timeout: float = 10.0
     idle_timeout: float = 60.0
     max_connections: int = 1024
+    first_byte_timeout: float = 5.0
+    max_connections_per_peer: int = 256
+    max_buffered_body_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_target_bytes", "max_header_bytes", "max_headers", "max_connections"):
+        for name in ("max_target_bytes", "max_header_bytes", "max_headers", "max_connections",
+                     "max_connections_per_peer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")
-        for name in ("max_body_bytes", "request_timeout", "idle_timeout"):
+        for name in ("max_body_bytes", "request_timeout", "idle_timeout", "first_byte_timeout",
+                     "max_buffered_body_bytes"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"Limits.{name} must not be negative")
 

@@ -48,11 +48,21 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def is_loopback_host(host: str) -> bool:
-    """``localhost`` or a loopback IP literal (an IPv6 zone id ignored), as ``parse_address`` returns it."""
+    """This machine's loopback: ``localhost`` (and ``*.localhost``), 127.0.0.0/8, ``::1``, or an
+    IPv4-mapped ``::ffff:127.x.y.z``; an IPv6 zone id, brackets and a trailing dot are ignored.
+
+    The one loopback predicate: listen-address checks, peers, and URLs (``is_loopback_url``) use it.
+    """
+    host = host.strip("[]").split("%", 1)[0].rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return host == "localhost"
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def format_address(sockname: tuple) -> str:

@@ -3,11 +3,18 @@
 Theory of operation
 -------------------
 ``Server.serve(listeners)`` runs one accept loop per listener and one task per
-connection, all under one nursery. A semaphore of ``Limits.max_connections``
-slots is taken *before* each ``accept()``: at the cap the server simply stops
-accepting, so further clients wait in the kernel's listen backlog (bounded by
-the kernel, costing us nothing) and are served in order as slots free up,
-instead of being accepted only to be dropped.
+connection, all under one nursery. At ``Limits.max_connections`` a newly
+accepted connection evicts the connection idle longest (a keep-alive
+connection between requests, or one that has sent nothing yet: they sit in an
+ordered set, so picking one costs O(1)). Only when none is idle does the
+server stop accepting, so further clients wait in the kernel's listen backlog
+behind requests in progress, never behind idle sockets. A remote peer (not
+loopback) may hold ``max_connections_per_peer`` connections; more are closed
+on accept. A connection that sends no byte within ``first_byte_timeout`` is
+closed. Request bodies held at once, across all connections, from their first
+byte until the handler answered (the bodies of unauthenticated requests), are
+bounded by ``max_buffered_body_bytes``: past it the request gets 503 with
+``Connection: close``.
 
 Each connection is a loop of request cycles. A cycle gets a fresh
 ``h11.Connection`` (fed the previous cycle's ``trailing_data``, so pipelined
@@ -20,7 +27,7 @@ normalisation stays off the hot path; h11 would refuse a second request on a
 connection whose response it did not see, hence the fresh parser per cycle.
 
 Timeouts: each connection carries a deadline on trio's clock, moved with its
-phase: ``idle_timeout`` after accept and after each response, then
+phase: ``first_byte_timeout`` after accept, ``idle_timeout`` after each response, then
 ``request_timeout`` from a request's first bytes until its response is sent.
 One timer task per server wakes every tick (a tenth of the shortest timeout,
 at most 1 s) and cancels the ``CancelScope`` of each connection past its
@@ -67,6 +74,7 @@ import socket
 import struct
 import termios
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 import h11
@@ -87,9 +95,9 @@ from wire.http import (
     http_version,
     request_framing,
 )
-from wire.listeners import format_address
+from wire.listeners import format_address, is_loopback_host
 
-__all__ = ["ErrorRenderer", "Server", "serve"]
+__all__ = ["ErrorRenderer", "Server", "accept_retrying", "serve"]
 
 log = logging.getLogger("rolecall.http")
 
@@ -106,7 +114,8 @@ ErrorRenderer = Callable[[int], HttpResponse]
 class _Connection:
     """Per-connection state the server and the cycle loop share."""
 
-    __slots__ = ("stream", "scope", "deadline", "phase", "sock", "peer", "local", "ttl", "received", "line_checked")
+    __slots__ = ("stream", "scope", "deadline", "phase", "sock", "peer", "local", "ttl", "received", "line_checked",
+                 "held")
 
     def __init__(self, stream: trio.abc.Stream, deadline: float) -> None:
         self.stream = stream
@@ -116,6 +125,7 @@ class _Connection:
         self.ttl: int | None = None  # the IP TTL we set, while it is in force
         self.received = 0  # bytes received in this request cycle
         self.line_checked = False  # request line of this cycle seen complete and valid
+        self.held = 0  # body bytes of this cycle counted in the server's buffered total
         self.sock = _find_socket(stream)
         if self.sock is None or self.sock.family not in (socket.AF_INET, socket.AF_INET6):
             self.sock = self.peer = self.local = None
@@ -147,6 +157,8 @@ class Server:
         error_response: ``status -> HttpResponse`` for the answers the layer
             makes itself (400, 408, 413, 414, 431, 500, 503, 505); called only
             on those paths. Plain text (``wire.http.error_response``) by default.
+        remote: whether a peer host counts against ``max_connections_per_peer``
+            (default: anything not loopback).
     """
 
     def __init__(
@@ -158,6 +170,7 @@ class Server:
         shutdown_grace: float = 10.0,
         wall_time: Callable[[], float] = time.time,
         error_response: ErrorRenderer = error_response,
+        remote: Callable[[str], bool] = lambda host: not is_loopback_host(host),
     ) -> None:
         self._handler = handler
         self._render_error = error_response
@@ -167,12 +180,16 @@ class Server:
         self._limits = limits
         self._encoder = ResponseEncoder(date_header=date_header, wall_time=wall_time)
         self._grace = shutdown_grace
-        self._slots = trio.Semaphore(limits.max_connections)
+        self._remote = remote
         self._connections: set[_Connection] = set()
+        self._idle: dict[_Connection, None] = {}  # idle connections, longest idle first (insertion order)
+        self._per_peer: Counter[str] = Counter()  # connections of remote peers, by address
+        self._slot_freed = trio.Event()
+        self._buffered = 0  # body bytes held across connections (max_buffered_body_bytes)
         self._shutdown = trio.Event()
         self._closing = False
         self._drained: trio.Event | None = None
-        shortest = min(limits.request_timeout, limits.idle_timeout)
+        shortest = min(limits.request_timeout, limits.idle_timeout, limits.first_byte_timeout or limits.idle_timeout)
         self._tick = min(1.0, max(0.01, shortest / 10))
 
     @property
@@ -210,11 +227,21 @@ class Server:
 
     async def _serve_connection(self, stream: trio.abc.Stream) -> None:
         try:
-            connection = _Connection(stream, trio.current_time() + self._limits.idle_timeout)
+            connection = _Connection(stream, trio.current_time() + self._limits.first_byte_timeout)
         except OSError:  # reset before we looked at it
             await trio.aclose_forcefully(stream)
             return
+        host = connection.peer[0] if connection.peer else None
+        if host is not None and self._remote(host):
+            if self._per_peer[host] >= self._limits.max_connections_per_peer:
+                log.debug("closed a connection from %s: %d already open", host, self._per_peer[host])
+                await trio.aclose_forcefully(stream)
+                return
+            self._per_peer[host] += 1
+        else:
+            host = None
         self._connections.add(connection)
+        self._idle[connection] = None
         try:
             await self._run(connection)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -224,34 +251,42 @@ class Server:
             log.debug("connection failure", exc_info=exc)
         finally:
             self._connections.discard(connection)
+            self._idle.pop(connection, None)
+            self._release_body(connection)
+            if host is not None:
+                self._per_peer[host] -= 1
+                if not self._per_peer[host]:
+                    del self._per_peer[host]
+            self._slot_freed.set()
             if self._drained is not None and not self._connections:
                 self._drained.set()
             await trio.aclose_forcefully(stream)
+
+    def _evict_idlest(self) -> bool:
+        """Close the connection idle longest to make room; False when none is idle."""
+        for connection in self._idle:
+            del self._idle[connection]
+            connection.scope.cancel()
+            return True
+        return False
+
+    def _release_body(self, c: _Connection) -> None:
+        self._buffered -= c.held
+        c.held = 0
 
     # -- accepting and shutting down ------------------------------------------
 
     async def _accept_loop(self, listener: trio.abc.Listener, nursery: trio.Nursery) -> None:
         while True:
-            await self._slots.acquire()
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                self._slots.release()
-                if exc.errno not in _ACCEPT_RETRY_ERRNOS:
-                    raise
-                log.warning("accept failed (%s); retrying in 0.1 s", errno.errorcode.get(exc.errno, exc.errno))
-                await trio.sleep(0.1)
-                continue
-            except BaseException:
-                self._slots.release()
-                raise
-            nursery.start_soon(self._serve_accepted, stream)
-
-    async def _serve_accepted(self, stream: trio.abc.Stream) -> None:
-        try:
-            await self._serve_connection(stream)
-        finally:
-            self._slots.release()
+            # at the cap, wait only while nothing is idle: an idle socket never holds a client back
+            while len(self._connections) >= self._limits.max_connections and not self._idle:
+                if self._slot_freed.is_set():
+                    self._slot_freed = trio.Event()
+                await self._slot_freed.wait()
+            stream = await accept_retrying(listener)
+            if len(self._connections) >= self._limits.max_connections:
+                self._evict_idlest()
+            nursery.start_soon(self._serve_connection, stream)
 
     async def _enforce_timeouts(self) -> None:
         """Cancel each connection whose deadline has passed, checking every tick.
@@ -301,6 +336,7 @@ class Server:
                 if not pending:
                     return None  # closed between requests
             c.phase, c.deadline = _READING, trio.current_time() + limits.request_timeout
+            self._idle.pop(c, None)
             c.received, c.line_checked = len(pending), False
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
             conn.receive_data(pending)
@@ -311,8 +347,12 @@ class Server:
                     return None
             except RequestRejected as refusal:
                 return refusal
+            finally:
+                self._release_body(c)
             pending, eof = conn.trailing_data
             c.phase, c.deadline = _IDLE, trio.current_time() + limits.idle_timeout
+            if not pending:
+                self._idle[c] = None  # now the most recently idle
 
     async def _next_event(self, c: _Connection, conn: h11.Connection):
         while True:
@@ -362,14 +402,18 @@ class Server:
     async def _read_body(self, c: _Connection, conn: h11.Connection) -> bytes:
         # One bytearray, not a list of chunks: a body sent as a million one-byte
         # chunks must not cost a million objects.
-        body, limit = bytearray(), self._limits.max_body_bytes
+        body, limit, total = bytearray(), self._limits.max_body_bytes, self._limits.max_buffered_body_bytes
         while True:
             event = await self._next_event(c, conn)
             if type(event) is not h11.Data:
                 return bytes(body)  # EndOfMessage
             body += event.data
+            c.held += len(event.data)
+            self._buffered += len(event.data)
             if len(body) > limit:
                 raise RequestRejected(413, "body over the limit")
+            if self._buffered > total:
+                raise RequestRejected(503, "request bodies held across connections over the limit")
 
     async def _respond(self, c: _Connection, request: HttpRequest, close: bool, keep_alive_10: bool) -> bool:
         c.phase = _HANDLING
@@ -435,6 +479,23 @@ class Server:
                 await _drain_and_close(c.stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+
+
+async def accept_retrying(listener: trio.abc.Listener) -> trio.abc.Stream:
+    """The next connection of ``listener``; out of file descriptors or memory, wait 0.1 s and retry.
+
+    EMFILE/ENFILE/ENOMEM/ENOBUFS are passing states of the process or the host,
+    not faults of the listener: they must never end the server (or the daemon
+    around it). Every accept loop (this layer, the agent's control socket) uses this.
+    """
+    while True:
+        try:
+            return await listener.accept()
+        except OSError as exc:
+            if exc.errno not in _ACCEPT_RETRY_ERRNOS:
+                raise
+            log.warning("accept failed (%s); retrying in 0.1 s", errno.errorcode.get(exc.errno, exc.errno))
+            await trio.sleep(0.1)
 
 
 def _log_handler_failure(request: HttpRequest, exc: BaseException) -> None:

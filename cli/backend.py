@@ -44,6 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     serve.add_argument("--insecure-http", action="store_true",
                        help="allow plain HTTP on a non-loopback address")
+    add_audit_options(serve)
     serve.set_defaults(run=_serve)
 
     rotate = sub.add_parser("rotate-token-key", help="add a new session-token sealing key")
@@ -109,7 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
         except (OSError, ssl.SSLError) as exc:
             raise CliError(f"backend serve: cannot load the TLS certificate or key: {exc}") from None
     store = _open_store(args.data_dir)
-    audit = AuditLog(Path(args.data_dir) / "audit.log")
+    audit = AuditLog(Path(args.data_dir) / "audit.log", max_bytes=args.audit_max_bytes, keep=args.audit_keep)
     try:
         server.run(Backend(store, SystemClock(), audit), [args.listen], ssl_context=context)
     except OSError as exc:
@@ -118,6 +119,21 @@ def _serve(args: argparse.Namespace) -> int:
         audit.close()
         store.close()
     return 0
+
+
+def add_audit_options(parser: argparse.ArgumentParser) -> None:
+    """``--audit-max-bytes`` and ``--audit-keep`` (``backend serve`` and ``up``)."""
+    parser.add_argument("--audit-max-bytes", type=_positive, metavar="N",
+                        help="rotate audit.log before it passes N bytes (default: never; SIGHUP reopens it for "
+                             "logrotate either way)")
+    parser.add_argument("--audit-keep", type=_positive, default=5, metavar="K",
+                        help="rotated audit logs kept, audit.log.1 ... .K (default 5)")
+
+
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _rotate(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cli.backend import add_audit_options
 from cli.main import CliError
 from cli.runtime import leaf_error, run
 
@@ -71,6 +72,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="metadata endpoint (default 127.0.0.1:8169; port 0 picks one)")
     parser.add_argument("--sts-listen", default="127.0.0.1:8900", metavar="H:P",
                         help="STS/IAM endpoint (default 127.0.0.1:8900; port 0 picks one)")
+    add_audit_options(parser)
     parser.set_defaults(run=_up)
 
 
@@ -187,10 +189,12 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> None:
 
     from agent.daemon import run_agent
     from sts_backend.audit import AuditLog
+    from sts_backend.server import reopen_audit
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         store, admin = _open_backend(data_dir)
-        audit, backend_stop, announcing = AuditLog(data_dir / "backend" / "audit.log"), trio.Event(), trio.CancelScope()
+        audit = AuditLog(data_dir / "backend" / "audit.log", max_bytes=args.audit_max_bytes, keep=args.audit_keep)
+        backend_stop, announcing = trio.Event(), trio.CancelScope()
 
         async def agent_then_backend(config, task_status=trio.TASK_STATUS_IGNORED) -> None:
             try:
@@ -207,6 +211,9 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> None:
                 agent = await nursery.start(agent_then_backend, config)
                 nursery.start_soon(_announce(agent, sts_url, announcing))
                 async for signum in signals:
+                    if signum == signal.SIGHUP:  # logrotate moved the audit log
+                        reopen_audit(audit)
+                        continue
                     log.info("%s received: stopping", signal.Signals(signum).name)
                     break
                 agent.stop()

@@ -25,7 +25,11 @@ Every response carries ``x-amzn-RequestId``, ``Content-Type: text/xml`` and
 ``Date`` (from the injected wall clock, so SDKs that correct their clock from it
 see the backend's time). Errors are ``ErrorResponse`` documents with the AWS
 code and status; anything unexpected is a 500 ``InternalFailure``, logged as one
-line without request data. Every call, answered or refused, is one audit line.
+line without request data. Every call, answered or refused, is one audit line
+(``audit``: bounded for unauthenticated requests). An IAM change runs in one
+store transaction with its audit line written and synced inside it: when the
+line cannot be written the change is rolled back and the answer is 503 naming
+a full disk (or 500), so no change is ever kept or acknowledged unaudited.
 
 Threads and the event loop
 --------------------------
@@ -75,6 +79,7 @@ caller's thread runs them on this backend's store).
 from __future__ import annotations
 
 import email.utils
+import errno
 import logging
 import re
 import sqlite3
@@ -96,7 +101,7 @@ from wire.http import HttpRequest, HttpResponse
 from wire.query import IAM_NAMESPACE, STS_NAMESPACE, QueryError, new_request_id, parse_form, render_error, render_result
 from wire.sigv4 import SigV4Error
 
-__all__ = ["Backend", "layer_error_response", "READ_ONLY_ACTIONS", "store_failure"]
+__all__ = ["Backend", "audit_failure", "layer_error_response", "READ_ONLY_ACTIONS", "store_failure"]
 
 log = logging.getLogger("rolecall.backend")
 
@@ -201,8 +206,10 @@ class Backend:
         record = AuditRecord(time=now, request_id=new_request_id(),
                              source=req.peer[0] if req.peer else None)
         service = _claimed_scope(req, record)
+        record.request_bytes = len(req.body) + len(req.query)
+        written = False
         try:
-            service, action, result = self._serve(req, record, now, params)
+            service, action, result, written = self._serve(req, record, now, params)
             status, body = 200, render_result(action, _NAMESPACES[service], result, record.request_id)
         except (BackendError, SigV4Error) as exc:
             status, body = exc.http_status, self._error(exc, service, record)
@@ -215,11 +222,14 @@ class Backend:
             log.error("internal failure serving %s %s: %s", service, record.action, type(exc).__name__)
             log.debug("internal failure", exc_info=exc)
             status, body = 500, self._error(ReceiverError(), service, record)
-        self.audit.write(record)
+        if not written:
+            self.audit.write(record)
         return HttpResponse(status, (("x-amzn-RequestId", record.request_id), ("Content-Type", "text/xml"),
                                      ("Date", self._http_date(now))), body)
 
-    def _serve(self, req: HttpRequest, record: AuditRecord, now, params: dict[str, str] | None) -> tuple[str, str, Any]:
+    def _serve(self, req: HttpRequest, record: AuditRecord, now,
+               params: dict[str, str] | None) -> tuple[str, str, Any, bool]:
+        """``(service, action, result, audited)``: ``audited`` when the line was written already (IAM changes)."""
         if req.method not in ("GET", "POST"):
             raise SenderError("MethodNotAllowed", "The specified method is not allowed against this resource.", 405)
         if params is None:
@@ -232,6 +242,7 @@ class Backend:
         principal = self.authenticator.authenticate(req, now)
         service = record.service = principal.service
         record.principal_arn, record.access_key_id = principal.arn, principal.access_key_id
+        record.authenticated = True
         if not action:
             raise SenderError("MissingAction", "Missing Action")
         check_operation(service, action, params)   # unknown Action/Version: InvalidAction
@@ -240,11 +251,21 @@ class Backend:
         if service == "sts":
             if not self.throttle.allow(principal.access_key_id, self.store):
                 raise SenderError("Throttling", "Rate exceeded", 400)
-            return service, action, sts.handle_sts(action, typed, principal, self.store, now)
+            return service, action, sts.handle_sts(action, typed, principal, self.store, now), False
         caller = iam.Caller(principal.account_id, principal.arn, principal.kind,
                             principal.user_name if principal.kind == "user" else None)
         self._authorize_iam(action, typed, principal, caller, now)
-        return service, action, iam.handle_iam(action, typed, caller, self.store, self.clock)
+        if action in READ_ONLY_ACTIONS["iam"]:
+            return service, action, iam.handle_iam(action, typed, caller, self.store, self.clock), False
+        # A change and its audit line: both, or neither (the line is synced before the commit, and taken
+        # back should the commit fail).
+        try:
+            with self.audit.change(record) as write_line, self.store.transaction():
+                result = iam.handle_iam(action, typed, caller, self.store, self.clock)
+                write_line()
+        except OSError as exc:
+            raise audit_failure(exc) from None
+        return service, action, result, True
 
     def _authorize_iam(self, action: str, params: dict, principal: Principal, caller, now) -> None:
         if principal.kind == "root":
@@ -328,6 +349,17 @@ def layer_error_response(status: int) -> HttpResponse:
 
 
 _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def audit_failure(exc: OSError) -> ReceiverError:
+    """The answer for a change rolled back because its audit line could not be written."""
+    if exc.errno in _DISK_FULL:
+        log.error("audit log write failed: the disk is full; the change was rolled back")
+        return ReceiverError("ServiceUnavailable", "The audit log's disk is full: changes are refused until space "
+                                                   "is freed.", 503)
+    log.error("audit log write failed (%s); the change was rolled back", exc.strerror or type(exc).__name__)
+    return ReceiverError()
 
 
 def store_failure(exc: sqlite3.Error) -> ReceiverError:

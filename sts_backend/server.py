@@ -73,7 +73,7 @@ def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
 
 async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl.SSLContext | None = None,
                 stop: trio.Event | None = None, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``handler`` on ``addresses`` until SIGTERM/SIGINT (or ``stop`` is set).
+    """Serve ``handler`` on ``addresses`` until SIGTERM/SIGINT (or ``stop`` is set); SIGHUP reopens its audit log.
 
     Reports ``task_status.started(urls)`` (``http(s)://H:P``, the real port for
     port 0) once accepting; returns after a graceful shutdown. Pass ``stop`` to
@@ -88,7 +88,8 @@ async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl
         listeners = [trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in listeners]
     server = Server(handler, limits=LIMITS, shutdown_grace=10.0, error_response=layer_error_response)
     # Signals are caught before "listening on" is logged, so a prompt SIGTERM still ends gracefully.
-    watch = trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) if stop is None else contextlib.nullcontext()
+    watch = (trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if stop is None
+             else contextlib.nullcontext())
     try:
         with watch as signals:
             async with trio.open_nursery() as nursery:
@@ -100,12 +101,26 @@ async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl
                     await stop.wait()
                 else:
                     async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            reopen_audit(getattr(handler, "audit", None))
+                            continue
                         log.info("%s: shutting down", signal.Signals(signum).name)
                         break
                 server.shutdown()
     finally:
         if isinstance(handler, Backend):
             handler.close()   # no request is in progress any more: the nursery has exited
+
+
+def reopen_audit(audit: Any) -> None:
+    """SIGHUP: open the audit log's path again (after logrotate moved the file); never raises."""
+    if audit is None:
+        return
+    try:
+        audit.reopen()
+        log.info("SIGHUP: reopened the audit log")
+    except OSError as exc:
+        log.error("SIGHUP: cannot reopen the audit log (%s); still writing the old file", exc.strerror or exc)
 
 
 def run(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl.SSLContext | None = None) -> None:

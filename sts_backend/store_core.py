@@ -97,6 +97,14 @@ class StoreCore:
         self._conn.execute("COMMIT")
         self._writes += 1
 
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction around several calls (each joins it): all of them commit, or none.
+
+        The backend wraps every IAM change in one, with the change's audit line
+        written inside it, so a change whose line cannot be written is rolled back.
+        """
+        return self._tx()
+
     def _now(self) -> str:
         return ts(self._clock.now())
 

@@ -127,7 +127,10 @@ def test_listening_line_and_audit_log(served):
         next(line for line in backend.lines if "listening on" in line)]
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", backend.url) and not backend.url.endswith(":0")
     backend.client("sts", (admin["AccessKeyId"], admin["SecretAccessKey"])).get_caller_identity()
-    assert '"action":"GetCallerIdentity"' in (data_dir / "audit.log").read_text()
+    deadline = time.monotonic() + 10  # read calls are audited by a writer thread, off the event loop
+    while '"action":"GetCallerIdentity"' not in (data_dir / "audit.log").read_text():
+        assert time.monotonic() < deadline, "no audit line for GetCallerIdentity"
+        time.sleep(0.02)
 
 
 def _raw_exchange(url: str, data: bytes) -> bytes:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from cli.main import CliError
@@ -80,11 +81,11 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(data_dir: str):
+def _open_store(data_dir: str, **kwargs):
     from sts_backend.store import Store, StoreError
 
     try:
-        return Store.open(data_dir)
+        return Store.open(data_dir, **kwargs)
     except StoreError as exc:
         raise CliError(f"backend: {exc}") from None
 
@@ -137,9 +138,14 @@ def _positive(text: str) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    with _open_store(args.data_dir) as store:
+    with _open_store(args.data_dir, need_token_key=False) as store:
         key_id = store.add_token_key()
+        count = len(store.token_keys()[1])
     print(json.dumps({"TokenKeyId": key_id}))
+    print(f"backend rotate-token-key: key {key_id} now seals new session tokens; a running backend uses it from its "
+          f"next token, no restart needed. The {count - 1} older key(s) stay, so tokens they sealed keep working "
+          "until they expire (36 h at most); keep the data dir's backups as secret as the keys in it.",
+          file=sys.stderr)
     return 0
 
 

@@ -84,6 +84,28 @@ class Principal:
         return self.session is not None
 
 
+# The longest life each kind of session can be given (sts.py's limits), so a sealed token that
+# claims more was not made by this backend's rules, whatever its seal says.
+MAX_LIFETIME = {"GetSessionToken": dt.timedelta(hours=36), "GetFederationToken": dt.timedelta(hours=36),
+                "AssumeRole": dt.timedelta(hours=12), "AssumeRoleWithWebIdentity": dt.timedelta(hours=12),
+                "AssumeRoleWithSAML": dt.timedelta(hours=12)}
+CHAINED_LIFETIME = dt.timedelta(hours=1)
+ISSUE_SKEW = dt.timedelta(minutes=5)  # replicas' clocks may differ this much
+
+
+def plausible(session: Session, now: dt.datetime) -> bool:
+    """False for a session issued in the future, or living longer than its kind ever may.
+
+    A valid seal proves the token came from a holder of a sealing key; these
+    checks bound what a leaked or misused key (or a clock that was wrong when the
+    token was minted) can make the backend accept.
+    """
+    if session.issued_at > now + ISSUE_SKEW:
+        return False
+    limit = CHAINED_LIFETIME if session.chained else MAX_LIFETIME.get(session.kind, dt.timedelta(hours=12))
+    return session.expires_at - session.issued_at <= limit + dt.timedelta(seconds=1)
+
+
 class Authenticator:
     """Verifies SigV4 requests against one store; keeps small caches between calls."""
 
@@ -136,9 +158,12 @@ class Authenticator:
             raise InvalidClientTokenId()
         if now >= session.expires_at:
             raise ExpiredToken()
+        if not plausible(session, now):
+            raise InvalidClientTokenId()
         return session
 
     def _unseal(self, token: str, access_key_id: str) -> Session:
+        """The token's session (a key added since start is loaded on a miss)."""
         try:
             session = tokens.unseal(token, self._keys, access_key_id)
         except InvalidClientTokenId:

@@ -118,16 +118,43 @@ class Store(StoreMfa):
         return cls(conn, path, clock)
 
     @classmethod
-    def open(cls, data_dir: str | os.PathLike, clock: WallClock | None = None) -> Store:
-        """Open the store of an initialised ``data_dir`` (migrating its schema if older).
+    def open(cls, data_dir: str | os.PathLike, clock: WallClock | None = None, *,
+             need_token_key: bool = True) -> Store:
+        """Open the store of an initialised ``data_dir`` (migrating its schema if older) and ``check`` it.
+
+        Args:
+            data_dir: the backend's data directory.
+            clock: the wall clock (system clock by default).
+            need_token_key: refuse a store without a session-token key (False for
+                ``rotate-token-key``, which is how one is added).
 
         Raises:
-            StoreError: ``data_dir`` holds no initialised store, or it cannot be opened.
+            StoreError: ``data_dir`` holds no initialised store, it cannot be opened, or ``check`` fails.
         """
         path = Path(data_dir) / DB_NAME
         if not path.is_file():
             raise StoreError(f"{data_dir} is not initialised (run `rolecall backend init --data-dir {data_dir}`)")
-        return cls(_connect(path), path, clock or SystemClock())
+        store = cls(_connect(path), path, clock or SystemClock())
+        try:
+            store.check(need_token_key=need_token_key)
+        except StoreError:
+            store.close()
+            raise
+        return store
+
+    def check(self, *, need_token_key: bool = True) -> None:
+        """The start-up checks ``open`` runs: SQLite's ``quick_check``, and a session-token key.
+
+        Raises:
+            StoreError: one line naming the file and what to do.
+        """
+        problems = [row[0] for row in self._all("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise StoreError(f"{self.path} is damaged (SQLite quick_check: {'; '.join(problems)[:300]}): "
+                             "restore it from a backup")
+        if need_token_key and self._one("SELECT 1 FROM token_keys LIMIT 1") is None:
+            raise StoreError(f"{self.path} has no session-token key (the token_keys table is empty): run "
+                             f"`rolecall backend rotate-token-key --data-dir {self.path.parent}`")
 
     def reader(self) -> Store:
         """A second, read-only ``Store`` on this database, for use in another thread.
@@ -235,6 +262,8 @@ class Store(StoreMfa):
         stamp = (self._conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
         if self._key_cache is None or self._key_cache[0] != stamp:
             keys = {r[0]: bytes(r[1]) for r in self._all("SELECT key_id, key FROM token_keys")}
+            if not keys:
+                raise StoreError(f"{self.path} has no session-token key: run `rolecall backend rotate-token-key`")
             self._key_cache = (stamp, (max(keys), keys))
         current, keys = self._key_cache[1]
         return current, dict(keys)
@@ -344,31 +373,30 @@ def _keep_latest(buffer: dict[str, tuple[str, str, dt.datetime]], access_key_id:
 
 
 def _connect(path: Path, *, reader: bool = False) -> sqlite3.Connection:
-    """Open ``path`` with the store's pragmas and schema; files end up 0600.
+    """Open ``path`` with the store's pragmas and schema.
 
-    ``reader``: a read-only connection that never waits for a lock (``Store.reader``).
+    The database file is 0600 (``Store.create`` makes it so, and SQLite gives
+    its ``-wal`` and ``-shm`` files the database's mode), so no process-wide
+    umask is touched. ``reader``: a read-only connection that never waits for a
+    lock (``Store.reader``).
     """
-    old_umask = os.umask(0o077)
+    busy_ms = 0 if reader else BUSY_TIMEOUT_MS
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_ms / 1000, cached_statements=256,
+                           check_same_thread=False)  # one thread at a time, not always the same one
     try:
-        busy_ms = 0 if reader else BUSY_TIMEOUT_MS
-        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_ms / 1000, cached_statements=256,
-                               check_same_thread=False)  # one thread at a time, not always the same one
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise StoreError(f"{path}: cannot use WAL journal mode (got {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            if reader:
-                conn.execute("PRAGMA query_only = ON")
-            else:
-                migrate(conn)
-        except (sqlite3.DatabaseError, RuntimeError) as exc:
-            conn.close()
-            raise StoreError(f"{path}: {exc}") from exc
-    finally:
-        os.umask(old_umask)
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"{path}: cannot use WAL journal mode (got {mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if reader:
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            migrate(conn)
+    except (sqlite3.DatabaseError, RuntimeError) as exc:
+        conn.close()
+        raise StoreError(f"{path}: {exc}; restore it from a backup, or remove it to start afresh") from exc
     for suffix in ("", "-wal", "-shm"):
         try:
             os.chmod(f"{path}{suffix}", 0o600)

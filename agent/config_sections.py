@@ -24,6 +24,7 @@ from agent.config import (_ROLE_ARN, GLOBAL_REGION, MAX_SOCKET_PATH, MIN_REFRESH
 from agent.config_table import _require, _Table
 from agent.errors import SourceError
 from agent.sources import read_secret_file, read_token_file
+from wire.listeners import is_loopback_host
 from metadata_server.config import ContainerConfig, MetadataConfig
 
 _SOURCE_KINDS = {"secret_access_key": "static", "secret_access_key_file": "file", "env": "env",
@@ -51,8 +52,16 @@ _TAG_PUNCT = frozenset("_.:/=+-@")
 
 def _sts(t: _Table, base_dir: str) -> StsConfig:
     endpoint = t.string("endpoint_url")
+    insecure = t.values.get("insecure_http", False)
+    if type(insecure) is not bool:
+        raise t.error("insecure_http", "must be true or false")
     if endpoint is not None:
         _check_url(t, endpoint)
+        parts = urlsplit(endpoint)
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname or "") and not insecure:
+            raise t.error("endpoint_url", "plain http:// to a host off this machine would send the agent's keys' "
+                                          "signatures and the role's secrets in clear: use https://, or set "
+                                          "insecure_http = true")
     region = t.string("region", pattern=_SIGNING_REGION, reason="must be a region name such as us-east-1")
     if region is None:
         if endpoint is None:

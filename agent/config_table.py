@@ -15,7 +15,7 @@ from typing import Any
 from agent.errors import ConfigError
 
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "sts": ("endpoint_url", "region", "timeout_seconds", "ca_bundle"),
+    "sts": ("endpoint_url", "region", "timeout_seconds", "ca_bundle", "insecure_http"),
     "source": ("access_key_id", "secret_access_key", "secret_access_key_file", "env", "keyring",
                "profile", "web_identity_token_file", "mfa_serial"),
     "role": ("arn", "session_name", "duration_seconds", "external_id", "policy", "policy_arns", "tags",

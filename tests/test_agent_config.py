@@ -255,6 +255,13 @@ def test_env_and_web_identity_sources(tmp_path):
     assert web.source.kind == "web_identity" and web.source.web_identity_token_file == str(tmp_path / "token")
 
 
+def test_plain_http_off_loopback_needs_insecure_http():
+    assert parse(toml(sts={"endpoint_url": q("http://10.0.0.5:8900"), "insecure_http": "true"})).sts.endpoint_url \
+        == "http://10.0.0.5:8900"
+    for url in ("http://127.0.0.1:8900", "http://localhost:8900", "http://[::1]:8900", "https://sts.example.test"):
+        assert parse(toml(sts={"endpoint_url": q(url)})).sts.endpoint_url == url
+
+
 def test_keyring_profile_and_mfa_sources():
     keys = {"access_key_id": None, "secret_access_key": None}
     ring = parse(toml(source={**keys, "keyring": q("rolecall/web-1")}))
@@ -310,6 +317,10 @@ CASES = [
                            "when endpoint_url is omitted")),
     (toml(sts={"region": q("us east")}), where("[sts] region", "must be a region name such as us-east-1")),
     (toml(sts={"region": "1"}), where("[sts] region", "must be a string")),
+    (toml(sts={"endpoint_url": q("http://sts.example.test:8900")}),
+     where("[sts] endpoint_url", "plain http:// to a host off this machine would send the agent's keys' signatures "
+                                 "and the role's secrets in clear: use https://, or set insecure_http = true")),
+    (toml(sts={"insecure_http": q("yes")}), where("[sts] insecure_http", "must be true or false")),
     (toml(sts={"timeout_seconds": "0"}), where("[sts] timeout_seconds", TIMEOUT)),
     (toml(sts={"timeout_seconds": "301"}), where("[sts] timeout_seconds", TIMEOUT)),
     (toml(sts={"timeout_seconds": "true"}), where("[sts] timeout_seconds", TIMEOUT)),

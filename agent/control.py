@@ -35,6 +35,7 @@ from pathlib import Path
 import trio
 
 from wire.control import MAX_REQUEST, REQUEST_TIMEOUT, ControlError
+from wire.private_files import UnsafeDirectory, private_dir
 
 __all__ = ["ControlError", "serve_control", "socket_permissions"]
 
@@ -83,7 +84,9 @@ def _set_group(path: Path, gid: int) -> bool:
 
 
 def _prepare_directory(directory: Path, gid: int | None) -> None:
-    if directory.is_dir():
+    """The socket's directory: created 0700 (0750 with the group), or an existing one that is ours alone."""
+    if os.path.lexists(directory):
+        private_dir(directory, create=False)  # UnsafeDirectory: another user's, or writable by others
         return
     directory.mkdir(mode=0o700, parents=True)
     if gid is not None and _set_group(directory, gid):
@@ -110,18 +113,20 @@ def _bind(path: Path) -> socket.socket:
     mode, gid = socket_permissions()
     try:
         _prepare_directory(path.parent, gid)
+    except UnsafeDirectory:
+        raise
     except OSError as exc:
         raise OSError(exc.errno, f"cannot create {path.parent}: {exc.strerror or exc}") from None
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old = os.umask(0o177)  # no window in which the socket is wider than 0600
+    # No umask change (process-wide, and other threads create files): until the chmod below the
+    # socket has the umask's mode, but connecting needs write permission on it, which the usual
+    # umask gives no one else, and the directory is ours alone anyway.
     try:
         sock.bind(str(path))
     except OSError as exc:
         sock.close()
         raise OSError(exc.errno, f"cannot create the control socket {path}: {exc.strerror or exc}") from None
-    finally:
-        os.umask(old)
     if gid is not None and not _set_group(path, gid):
         mode = 0o600
     os.chmod(path, mode)

@@ -39,6 +39,7 @@ import pyotp
 from agent.errors import IamError
 from agent.iam_client import IamClient, members
 from wire.clock import WallClock
+from wire.private_files import write_private
 from wire.sigv4 import Credentials
 
 __all__ = ["DEMO_ADMIN_ROLE", "DEMO_ROLE", "DemoAccount", "DemoError", "Keys", "seed_demo"]
@@ -88,13 +89,8 @@ class DemoAccount:
     mfa_seed: str = field(repr=False)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the account to ``path`` as JSON, mode 0600, atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(asdict(self), f, indent=2)
-        os.replace(tmp, path)
+        """Write the account to ``path`` as JSON, mode 0600, atomically (``wire.private_files``)."""
+        write_private(path, json.dumps(asdict(self), indent=2).encode("utf-8"), durable=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DemoAccount:

@@ -143,18 +143,13 @@ def _ask_code(prompt: str) -> str:
         raise CliError("mfa enroll: no terminal to ask for the codes on") from None
 
 
-def _write_png(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
 def _enroll(args: argparse.Namespace) -> int:
     import segno
     import trio
 
     from agent.iam_client import IamClient
     from wire.clock import SystemClock
+    from wire.private_files import write_private
 
     chain = resolver()
 
@@ -170,8 +165,8 @@ def _enroll(args: argparse.Namespace) -> int:
             serial = device["SerialNumber"]
             seed = base64.b64decode(device["Base32StringSeed"]).decode("ascii")
             segno.make(f"otpauth://totp/{name}@{account}?secret={seed}", error="m").terminal(compact=True)
-            if args.qr_png:
-                _write_png(args.qr_png, base64.b64decode(device["QRCodePNG"]))
+            if args.qr_png:  # the QR code holds the seed: a private file
+                write_private(args.qr_png, base64.b64decode(device["QRCodePNG"]))
             print(f"Scan the QR code above into your authenticator app (device {serial}).", flush=True)
             code1 = await trio.to_thread.run_sync(_ask_code, "First code: ")
             code2 = await trio.to_thread.run_sync(_ask_code, "Next code (wait for it to change): ")

@@ -77,10 +77,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
+    from wire.private_files import write_private
+
+    write_private(path, text.encode("utf-8"), durable=True)
 
 
 def _open_backend(data_dir: Path):
@@ -239,8 +238,13 @@ def _up(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     _check_loopback("--imds-listen", args.imds_listen)
     _check_loopback("--sts-listen", args.sts_listen)
+    from wire.private_files import UnsafeDirectory, private_dir
+
     try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(data_dir)
+    except UnsafeDirectory as exc:
+        raise CliError(f"up: --data-dir: {exc}") from None
     except OSError as exc:
         raise CliError(f"up: cannot create {data_dir}: {exc.strerror or exc}") from None
     run(_run, args, data_dir, what="up", also=(DemoError,))

@@ -3,9 +3,12 @@
 Theory of operation
 -------------------
 ``Store.create`` initialises ``DATA_DIR/rolecall.db`` (account id, first token
-key) and refuses a data dir that already has one; ``Store.open`` opens it. The
-file and its ``-wal``/``-shm`` companions are created under ``umask 077`` and
-chmod-ed 0600 (SQLite gives later-created companions the database file's mode).
+key) and refuses a data dir that already has one; ``Store.open`` opens it and
+runs ``check`` (SQLite's ``quick_check``, a session-token key). Both refuse a
+data dir that is not ours alone (``wire.private_files.private_dir``: another
+user's, or writable by others). The database is created 0600 with
+``O_EXCL|O_NOFOLLOW``, and SQLite gives its ``-wal``/``-shm`` companions the
+database file's mode; no process-wide umask is touched.
 
 Settings, on every connection: ``journal_mode=WAL`` (readers never block the
 writer), ``synchronous=FULL`` (a committed write is on disk before the call
@@ -54,6 +57,7 @@ from sts_backend.store_iam import _KEY_COLS, _ROLE_COLS, _USER_COLS, key_from_ro
 from sts_backend.store_mfa import _MFA_SELECT, StoreMfa, mfa_from_row
 from sts_backend.store_schema import migrate
 from wire.clock import SystemClock, WallClock
+from wire.private_files import UnsafeDirectory, private_dir
 
 __all__ = ["Store", "StoreError", "DB_NAME"]
 
@@ -102,9 +106,9 @@ class Store(StoreMfa):
         if account_id is not None and not (len(account_id) == 12 and account_id.isdigit()):
             raise StoreError(f"account id must be 12 digits, not {account_id!r}")
         path = Path(data_dir) / DB_NAME
-        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        _private(data_dir, create=True)
         try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
         except FileExistsError:
             raise StoreError(f"{data_dir} is already initialised ({path} exists)") from None
         clock = clock or SystemClock()
@@ -134,6 +138,7 @@ class Store(StoreMfa):
         path = Path(data_dir) / DB_NAME
         if not path.is_file():
             raise StoreError(f"{data_dir} is not initialised (run `rolecall backend init --data-dir {data_dir}`)")
+        _private(data_dir, create=False)
         store = cls(_connect(path), path, clock or SystemClock())
         try:
             store.check(need_token_key=need_token_key)
@@ -370,6 +375,16 @@ def _keep_latest(buffer: dict[str, tuple[str, str, dt.datetime]], access_key_id:
     previous = buffer.get(access_key_id)
     if previous is None or previous[2] <= use[2]:
         buffer[access_key_id] = use
+
+
+def _private(data_dir: str | os.PathLike, *, create: bool) -> None:
+    """The data dir holds keys and secrets: ours alone (``wire.private_files.private_dir``), or refused."""
+    try:
+        private_dir(data_dir, create=create)
+    except UnsafeDirectory as exc:
+        raise StoreError(str(exc)) from None
+    except OSError as exc:
+        raise StoreError(f"cannot create {data_dir}: {exc.strerror or exc}") from None
 
 
 def _connect(path: Path, *, reader: bool = False) -> sqlite3.Connection:

@@ -36,6 +36,7 @@ import trio
 
 from wire.control import MAX_REQUEST, REQUEST_TIMEOUT, ControlError
 from wire.private_files import UnsafeDirectory, private_dir
+from wire.serve import accept_retrying
 
 __all__ = ["ControlError", "serve_control", "socket_permissions"]
 
@@ -161,7 +162,7 @@ async def _read_request(stream: trio.SocketStream) -> bytes:
 def _decode(raw: bytes) -> dict:
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # 4 KB of "[" nests too deep to parse
         raise ValueError("request is not JSON") from None
     if not isinstance(value, dict) or not isinstance(value.get("op"), str):
         raise ValueError('request must be a JSON object with a string "op"')
@@ -181,7 +182,7 @@ async def _answer(stream: trio.SocketStream, handle: Callable) -> dict:
         if inspect.isawaitable(answer):
             answer = await answer
     except Exception as exc:  # the daemon's handler must not take the server down
-        log.error("control request %s failed: %s", req.get("op"), type(exc).__name__)
+        log.error("control request %r failed: %s", req["op"][:64], type(exc).__name__)
         return {"error": "internal error"}
     return answer
 
@@ -196,13 +197,21 @@ async def _linger(stream: trio.SocketStream) -> None:
 
 
 async def _serve_one(stream: trio.SocketStream, handle: Callable, slots: trio.Semaphore) -> None:
+    """One client, whatever it sends: an answer or a closed connection, never an exception out of here."""
     try:
         async with stream:
             answer = await _answer(stream, handle)
-            await stream.send_all(json.dumps(answer).encode() + b"\n")
+            try:
+                data = json.dumps(answer).encode() + b"\n"
+            except (TypeError, ValueError):
+                log.error("control answer is not JSON: %s", type(answer).__name__)
+                data = b'{"error": "internal error"}\n'
+            await stream.send_all(data)
             await _linger(stream)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
+    except Exception as exc:  # noqa: BLE001 - no input may end the daemon
+        log.error("control connection failed: %s", type(exc).__name__)
     finally:
         slots.release()
 
@@ -226,7 +235,7 @@ async def serve_control(path: str | os.PathLike, handle: Callable, *, task_statu
             task_status.started(str(path))
             while True:
                 await slots.acquire()
-                stream = await listener.accept()
+                stream = await accept_retrying(listener)  # EMFILE and friends wait, never end the agent
                 nursery.start_soon(_serve_one, stream, handle, slots)
     finally:
         with trio.CancelScope(shield=True):

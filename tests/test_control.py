@@ -86,6 +86,35 @@ async def test_bad_requests_get_an_error_answer(nursery, tmp_path, no_rolecall_g
     assert "unknown op" in (await _raw(path, b'{"op": "reboot"}'))["error"]  # EOF ends a request too
 
 
+async def test_no_input_ends_the_server(nursery, tmp_path, no_rolecall_group):
+    """4 KB of "[" once made json.loads raise RecursionError and ended the agent (and rolecall up)."""
+    path = str(tmp_path / "agent.sock")
+    await nursery.start(serve_control, path, lambda req, uid: {"unserialisable": object()} if req["op"] == "odd"
+                        else handle(req, uid))
+    assert "not JSON" in (await _raw(path, b"[" * (MAX_REQUEST - 1) + b"\n"))["error"]
+    assert "not JSON" in (await _raw(path, b'{"op": ' + b"[" * 3000 + b"\n"))["error"]
+    assert "not JSON" in (await _raw(path, b"\xff\xfe\n"))["error"]
+    assert (await _raw(path, b'{"op": "odd"}\n')) == {"error": "internal error"}
+    assert (await _raw(path, b'{"op": "status"}\n')) == STATUS  # still serving
+
+
+async def test_out_of_file_descriptors_the_accept_loop_waits(nursery, tmp_path, no_rolecall_group, monkeypatch):
+    import errno
+
+    failures = [OSError(errno.EMFILE, "Too many open files"), OSError(errno.ENFILE, "File table overflow")]
+    real_accept = trio.SocketListener.accept
+
+    async def accept(self):
+        if failures:
+            raise failures.pop(0)
+        return await real_accept(self)
+
+    monkeypatch.setattr(trio.SocketListener, "accept", accept)
+    path = str(tmp_path / "agent.sock")
+    await nursery.start(serve_control, path, handle)
+    assert (await _raw(path, b'{"op": "status"}\n')) == STATUS and not failures
+
+
 async def test_a_silent_client_times_out(nursery, tmp_path, no_rolecall_group, autojump_clock):
     path = str(tmp_path / "agent.sock")
     await nursery.start(serve_control, path, handle)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cli.main import CliError
+from cli.errors import CliError
 from cli.runtime import run
 
 __all__ = ["format_status", "register"]

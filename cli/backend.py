@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from cli.main import CliError
+from cli.errors import CliError
 
 __all__ = ["register"]
 

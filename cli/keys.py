@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from cli.main import CliError
+from cli.errors import CliError
 from cli.runtime import run
 
 __all__ = ["register"]

@@ -17,11 +17,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from cli.errors import CliError
+
 __all__ = ["CliError", "build_parser", "main"]
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit status 1."""
 
 
 def build_parser():
@@ -80,8 +78,4 @@ def _run(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m cli.main`: dispatch through the imported module so that the
-    # CliError the command modules raise is the class the edge above catches.
-    from cli.main import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

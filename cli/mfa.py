@@ -25,7 +25,7 @@ import base64
 import os
 import sys
 
-from cli.main import CliError
+from cli.errors import CliError
 from cli.profiles import resolver
 from cli.runtime import run
 

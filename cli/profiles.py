@@ -20,7 +20,7 @@ import json
 import shlex
 import sys
 
-from cli.main import CliError
+from cli.errors import CliError
 from cli.runtime import run
 
 __all__ = ["register", "resolver"]

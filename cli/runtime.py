@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cli.main import CliError
+from cli.errors import CliError
 
 __all__ = ["leaf_error", "one_line_error", "run"]
 

@@ -44,7 +44,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from cli.main import CliError
+from cli.errors import CliError
 
 __all__ = ["ENABLE_UNITS", "SYSTEM_UNITS", "SYSUSERS", "USER_UNITS", "register", "render", "template_dir"]
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli.backend import add_audit_options
-from cli.main import CliError
+from cli.errors import CliError
 from cli.runtime import leaf_error, run
 
 if TYPE_CHECKING:

@@ -99,7 +99,6 @@ from sts_backend.validation import check_operation, validate
 from wire.clock import WallClock
 from wire.http import HttpRequest, HttpResponse
 from wire.query import IAM_NAMESPACE, STS_NAMESPACE, QueryError, new_request_id, parse_form, render_error, render_result
-from wire.sigv4 import SigV4Error
 
 __all__ = ["Backend", "audit_failure", "layer_error_response", "READ_ONLY_ACTIONS", "store_failure"]
 
@@ -211,7 +210,7 @@ class Backend:
         try:
             service, action, result, written = self._serve(req, record, now, params)
             status, body = 200, render_result(action, _NAMESPACES[service], result, record.request_id)
-        except (BackendError, SigV4Error) as exc:
+        except BackendError as exc:
             status, body = exc.http_status, self._error(exc, service, record)
         except QueryError as exc:
             status, body = 400, self._error(SenderError(exc.code, exc.message), service, record)
@@ -276,7 +275,7 @@ class Backend:
         if not evaluate(ctx, identity, session_policies=session_policies).allowed:
             raise AccessDenied(access_denied_message(principal.arn, f"iam:{action}", resource))
 
-    def _error(self, exc: BackendError | SigV4Error, service: str, record: AuditRecord) -> bytes:
+    def _error(self, exc: BackendError, service: str, record: AuditRecord) -> bytes:
         record.outcome, record.error_code = "error", exc.code
         if isinstance(exc, MfaLockout):
             record.event, record.mfa_serial = exc.event, exc.serial

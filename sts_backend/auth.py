@@ -38,7 +38,7 @@ from sts_backend.policy_document import Policy, PolicyKind, parse_policy
 from sts_backend.records import AccessKey, PrincipalKind, Session, StsStore
 from wire.clock import WallClock
 from wire.http import HttpRequest
-from wire.sigv4 import SignatureDoesNotMatch, verify
+from wire.sigv4 import SigV4Error, UnknownAccessKey, verify
 
 __all__ = ["Authenticator", "Principal", "SERVICES", "UNSIGNED_ACTIONS", "check_call", "principal_policies",
            "request_context", "unsigned_call", "managed_document"]
@@ -121,7 +121,8 @@ class Authenticator:
         """Verify ``req``'s signature and resolve its caller.
 
         Raises:
-            wire.sigv4.SigV4Error: missing, malformed or wrong signature, or clock skew.
+            SenderError: missing, malformed or wrong signature, or clock skew (``wire.sigv4``'s
+                errors, mapped here at the edge to their AWS code and status).
             InvalidClientTokenId: unknown/inactive key, bad or revoked session token.
             ExpiredToken: a session token past its expiry.
         """
@@ -137,9 +138,15 @@ class Authenticator:
             found.append(key)
             return None if key is None else key.secret_access_key
 
-        verified = verify(req.method, req.path, req.query, req.headers, req.body, lookup_secret, now)
+        try:
+            verified = verify(req.method, req.path, req.query, req.headers, req.body, lookup_secret, now)
+        except UnknownAccessKey as exc:
+            raise InvalidClientTokenId(exc.message) from None
+        except SigV4Error as exc:
+            raise SenderError(exc.code, exc.message, exc.http_status) from None
         if verified.service not in SERVICES:
-            raise SignatureDoesNotMatch("Credential should be scoped to correct service: 'sts'. ")
+            raise SenderError("SignatureDoesNotMatch", "Credential should be scoped to correct service: 'sts'. ",
+                              403)
         if isinstance(found[0], Session):
             self._check_revoked(found[0], verified.session_token or "")
             return self._session_principal(found[0], verified.service, verified.region)

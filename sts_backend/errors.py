@@ -11,6 +11,8 @@
     └── ReceiverError                5xx, <Type>Receiver</Type>
 
 Raise ``SenderError(code, message, status)`` for codes without a class of their own.
+``wire.sigv4``'s errors (its own root, ``SigV4Error``) become these in ``auth``:
+the one ``InvalidClientTokenId`` class is this one.
 Messages are what the client sees: never put a secret, token or MFA code in one.
 """
 

@@ -20,7 +20,7 @@ from wire.clock import FixedClock
 from wire.sigv4 import (
     Credentials,
     IncompleteSignature,
-    InvalidClientTokenId,
+    UnknownAccessKey,
     MissingAuthenticationToken,
     SigV4Auth,
     SigV4Error,
@@ -178,7 +178,7 @@ def test_no_auth_at_all():
 
 
 def test_unknown_key():
-    with pytest.raises(InvalidClientTokenId) as info:
+    with pytest.raises(UnknownAccessKey) as info:
         check(signed(creds=Credentials("AKIAUNKNOWN000000000", SECRET)))
     assert (info.value.http_status, info.value.message) == (403, "The security token included in the request is invalid.")
 
@@ -435,7 +435,7 @@ def test_error_base_is_abstract_and_subclasses_carry_code_and_status():
     with pytest.raises(TypeError):
         SigV4Error("x")
     table = {cls.code: cls.http_status for cls in
-             (IncompleteSignature, SignatureDoesNotMatch, InvalidClientTokenId, MissingAuthenticationToken)}
+             (IncompleteSignature, SignatureDoesNotMatch, UnknownAccessKey, MissingAuthenticationToken)}
     assert table == {"IncompleteSignature": 400, "SignatureDoesNotMatch": 403,
                      "InvalidClientTokenId": 403, "MissingAuthenticationToken": 403}
     assert str(SignatureDoesNotMatch("m")) == "m"
@@ -460,8 +460,8 @@ def test_signing_keys_are_cached_in_a_bounded_lru():
 
 def test_public_names():
     assert sorted(sigv4.__all__) == sorted(
-        ["ALGORITHM", "Credentials", "IncompleteSignature", "InvalidClientTokenId", "MissingAuthenticationToken",
+        ["ALGORITHM", "Credentials", "IncompleteSignature", "MissingAuthenticationToken",
          "SigV4Auth", "SigV4Error", "SignatureDoesNotMatch", "VerifiedRequest", "authorization_header",
          "canonical_query", "canonical_request", "canonical_uri", "credential_scope", "presign_url", "signature",
-         "signing_key", "string_to_sign", "verify"])
+         "signing_key", "string_to_sign", "UnknownAccessKey", "verify"])
     assert all(hasattr(sigv4, name) for name in sigv4.__all__)

@@ -275,7 +275,7 @@ async def test_seeding_interrupted_at_any_call_is_finished_by_the_next_run(tmp_p
 
 async def test_a_failed_seeding_says_what_to_do_in_one_line(tmp_path):
     from agent.demo import Keys
-    from cli.main import CliError
+    from cli.errors import CliError
     from cli.up import _demo_account
 
     with pytest.raises(CliError) as info:

@@ -53,10 +53,10 @@ import httpx
 from wire.clock import UTC, WallClock, amz_date
 
 __all__ = [
-    "ALGORITHM", "Credentials", "IncompleteSignature", "InvalidClientTokenId", "MissingAuthenticationToken",
+    "ALGORITHM", "Credentials", "IncompleteSignature", "MissingAuthenticationToken",
     "SigV4Auth", "SigV4Error", "SignatureDoesNotMatch", "VerifiedRequest", "authorization_header",
     "canonical_query", "canonical_request", "canonical_uri", "credential_scope", "presign_url",
-    "signature", "signing_key", "string_to_sign", "verify",
+    "signature", "signing_key", "string_to_sign", "UnknownAccessKey", "verify",
 ]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -110,8 +110,8 @@ class SignatureDoesNotMatch(SigV4Error):
     code, http_status = "SignatureDoesNotMatch", 403
 
 
-class InvalidClientTokenId(SigV4Error):
-    """``lookup_secret`` knows no such key (or key and token)."""
+class UnknownAccessKey(SigV4Error):
+    """``lookup_secret`` knows no such key (or key and token): AWS's ``InvalidClientTokenId``."""
     code, http_status = "InvalidClientTokenId", 403
 
 
@@ -550,7 +550,7 @@ def verify(method: str, path: str, query: str, headers: Iterable[tuple[str, str]
         MissingAuthenticationToken: no auth at all.
         IncompleteSignature: malformed or conflicting auth.
         SignatureDoesNotMatch: bad scope, clock, payload hash or signature.
-        InvalidClientTokenId: ``lookup_secret`` returned None.
+        UnknownAccessKey: ``lookup_secret`` returned None (AWS's ``InvalidClientTokenId``).
     """
     if now.tzinfo is None:
         raise ValueError("verify needs a timezone-aware 'now'")
@@ -560,7 +560,7 @@ def verify(method: str, path: str, query: str, headers: Iterable[tuple[str, str]
     _check_time(claim, now)
     secret = lookup_secret(claim.access_key_id, claim.session_token)
     if secret is None:
-        raise InvalidClientTokenId("The security token included in the request is invalid.")
+        raise UnknownAccessKey("The security token included in the request is invalid.")
     payload = _payload_hash(headers, body)
     presigned = claim.expires is not None
     canonical = canonical_request(method, path, query, headers, claim.signed_headers, payload,

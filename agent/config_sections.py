@@ -1,7 +1,7 @@
 """The checks of each section of the agent's config file, and of its values.
 
-One function per section (``_sts``, ``_source``, ``_role``, ``_metadata``,
-``_container``, ``_control_socket``) turns its ``_Table`` into that section's
+One function per section (``parse_sts``, ``parse_source``, ``parse_role``,
+``parse_metadata``, ``parse_container``, ``parse_control_socket``) turns its ``Table`` into that section's
 value or raises ``ConfigError`` naming the key. Part of ``agent.config``,
 whose ``parse_config`` calls them in that order; its theory of operation is
 there.
@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.config import (_ROLE_ARN, GLOBAL_REGION, MAX_SOCKET_PATH, MIN_REFRESH_LEAD, RoleConfig, SourceConfig,
-                          StsConfig, default_control_socket, default_session_name)
-from agent.config_table import _require, _Table
+from agent.config_table import Table, require_section
+from agent.config_types import (ACCESS_KEY_ID, AWS_REGION, GLOBAL_REGION, MAX_SOCKET_PATH, MIN_REFRESH_LEAD, ROLE_ARN,
+                                SECRET_KEY, RoleConfig, SourceConfig, StsConfig, default_control_socket,
+                                default_session_name)
 from agent.errors import SourceError
 from agent.sources import read_secret_file, read_token_file
 from wire.listeners import is_loopback_host
@@ -32,10 +33,7 @@ _SOURCE_KINDS = {"secret_access_key": "static", "secret_access_key_file": "file"
 _SOURCES_HELP = ("access_key_id with secret_access_key or secret_access_key_file, env = true, keyring, profile, "
                  "or web_identity_token_file")
 
-_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-[0-9]+")
 _SIGNING_REGION = re.compile(r"[A-Za-z0-9_-]{1,63}")
-_ACCESS_KEY_ID = re.compile(r"[A-Za-z0-9_]{3,128}")
-_SECRET = re.compile(r"[\x21-\x7e]{1,1024}")
 _POLICY_ARN = re.compile(r"arn:[a-z][a-z0-9-]*:iam::(?:[0-9]{12}|aws):policy/[\x21-\x7e]+", re.ASCII)
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
@@ -50,7 +48,7 @@ _TAG_PUNCT = frozenset("_.:/=+-@")
 # --- [sts] -------------------------------------------------------------------------------
 
 
-def _sts(t: _Table, base_dir: str) -> StsConfig:
+def parse_sts(t: Table, base_dir: str) -> StsConfig:
     endpoint = t.string("endpoint_url")
     insecure = t.values.get("insecure_http", False)
     if type(insecure) is not bool:
@@ -67,7 +65,7 @@ def _sts(t: _Table, base_dir: str) -> StsConfig:
         if endpoint is None:
             raise t.error("region", "required when endpoint_url is omitted (it picks sts.REGION.amazonaws.com)")
         region = "us-east-1"
-    elif endpoint is None and not (_AWS_REGION.fullmatch(region) or region == GLOBAL_REGION):
+    elif endpoint is None and not (AWS_REGION.fullmatch(region) or region == GLOBAL_REGION):
         raise t.error("region", f"must be an AWS region such as eu-west-1 (or {GLOBAL_REGION} for "
                                 "sts.amazonaws.com) when endpoint_url is omitted")
     timeout = t.values.get("timeout_seconds", 10.0)
@@ -79,7 +77,7 @@ def _sts(t: _Table, base_dir: str) -> StsConfig:
     return StsConfig(endpoint, region, float(timeout), ca_bundle)
 
 
-def _check_url(t: _Table, url: str) -> None:
+def _check_url(t: Table, url: str) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a bad port
@@ -93,7 +91,7 @@ def _check_url(t: _Table, url: str) -> None:
         raise t.error("endpoint_url", "must not have a query string or fragment")
 
 
-def _check_ca_bundle(t: _Table, path: str) -> None:
+def _check_ca_bundle(t: Table, path: str) -> None:
     try:
         ssl.create_default_context(cafile=path)
     except ssl.SSLError as exc:
@@ -105,7 +103,7 @@ def _check_ca_bundle(t: _Table, path: str) -> None:
 # --- [source] ----------------------------------------------------------------------------
 
 
-def _source(t: _Table, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
+def parse_source(t: Table, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
     source = _source_kind(t, environ, base_dir)
     serial = t.string("mfa_serial", pattern=_MFA_SERIAL,
                       reason="must be an MFA device's serial, e.g. arn:aws:iam::123456789012:mfa/NAME")
@@ -116,8 +114,8 @@ def _source(t: _Table, environ: Mapping[str, str], base_dir: str) -> SourceConfi
     return dataclasses.replace(source, mfa_serial=serial)
 
 
-def _source_kind(t: _Table, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
-    _require(t, f"give one credential source: {_SOURCES_HELP}")
+def _source_kind(t: Table, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
+    require_section(t, f"give one credential source: {_SOURCES_HELP}")
     chosen = [key for key in _SOURCE_KINDS if key in t]
     if len(chosen) > 1:
         raise t.error(chosen[1], f"conflicts with {chosen[0]}: give exactly one credential source")
@@ -145,14 +143,14 @@ def _source_kind(t: _Table, environ: Mapping[str, str], base_dir: str) -> Source
     return SourceConfig("web_identity", web_identity_token_file=token_file)
 
 
-def _key_source(t: _Table, kind: str, secret_key: str, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
+def _key_source(t: Table, kind: str, secret_key: str, environ: Mapping[str, str], base_dir: str) -> SourceConfig:
     if "access_key_id" not in t:
         raise t.error(secret_key, "needs access_key_id")
-    key_id = t.string("access_key_id", pattern=_ACCESS_KEY_ID,
+    key_id = t.string("access_key_id", pattern=ACCESS_KEY_ID,
                       reason="must be 3-128 letters, digits or underscores")
     if kind == "static":
         value = t.values["secret_access_key"]
-        if not isinstance(value, str) or not _SECRET.fullmatch(value):
+        if not isinstance(value, str) or not SECRET_KEY.fullmatch(value):
             raise t.error("secret_access_key", "must be a non-empty string of printable ASCII without spaces")
         return SourceConfig("static", key_id, secret_access_key=value)
     secret_file = _credential_path(t, "secret_access_key_file", environ, base_dir)
@@ -160,7 +158,7 @@ def _key_source(t: _Table, kind: str, secret_key: str, environ: Mapping[str, str
     return SourceConfig("file", key_id, secret_access_key_file=secret_file)
 
 
-def _credential_path(t: _Table, key: str, environ: Mapping[str, str], base_dir: str) -> str:
+def _credential_path(t: Table, key: str, environ: Mapping[str, str], base_dir: str) -> str:
     """Relative paths resolve against ``$CREDENTIALS_DIRECTORY`` (systemd), else the config's directory."""
     value = t.string(key)
     if not value:
@@ -168,7 +166,7 @@ def _credential_path(t: _Table, key: str, environ: Mapping[str, str], base_dir: 
     return os.path.join(environ.get("CREDENTIALS_DIRECTORY") or base_dir, os.path.expanduser(value))
 
 
-def _check_readable(t: _Table, key: str, reader, path: str) -> None:
+def _check_readable(t: Table, key: str, reader, path: str) -> None:
     try:
         reader(path)
     except SourceError as exc:
@@ -178,12 +176,12 @@ def _check_readable(t: _Table, key: str, reader, path: str) -> None:
 # --- [role] ------------------------------------------------------------------------------
 
 
-def _role(t: _Table, hostname: str | None) -> RoleConfig:
-    _require(t, 'the agent needs the role it serves (arn = "arn:aws:iam::...")')
+def parse_role(t: Table, hostname: str | None) -> RoleConfig:
+    require_section(t, 'the agent needs the role it serves (arn = "arn:aws:iam::...")')
     if "arn" not in t:
         raise t.error("arn", "required")
     arn = t.string("arn")
-    if not 20 <= len(arn) <= 2048 or not _ROLE_ARN.fullmatch(arn):
+    if not 20 <= len(arn) <= 2048 or not ROLE_ARN.fullmatch(arn):
         raise t.error("arn", "must be a role ARN such as arn:aws:iam::123456789012:role/NAME")
     session_name = t.string("session_name", pattern=_SESSION_NAME,
                             reason="must be 2-64 characters of letters, digits and +=,.@_-")
@@ -203,7 +201,7 @@ def _role(t: _Table, hostname: str | None) -> RoleConfig:
     )
 
 
-def _refresh_lead(t: _Table, duration: int) -> int | None:
+def _refresh_lead(t: Table, duration: int) -> int | None:
     """``refresh_before_expiry_seconds``: from 600 (botocore's own refresh window: ``rotation``
     would raise anything shorter to it anyway) to ``duration_seconds`` - 300."""
     low, high = MIN_REFRESH_LEAD, duration - 300
@@ -214,14 +212,14 @@ def _refresh_lead(t: _Table, duration: int) -> int | None:
     return value
 
 
-def _refuse_for_web_identity(t: _Table) -> None:
+def refuse_for_web_identity(t: Table) -> None:
     for key in ("external_id", "tags", "source_identity"):
         if key in t:
             raise t.error(key, "not used with web_identity_token_file "
                                "(AssumeRoleWithWebIdentity takes it from the token)")
 
 
-def _policy(t: _Table) -> str | None:
+def _policy(t: Table) -> str | None:
     policy = t.string("policy")
     if policy is None:
         return None
@@ -236,7 +234,7 @@ def _policy(t: _Table) -> str | None:
     return policy
 
 
-def _policy_arns(t: _Table) -> tuple[str, ...]:
+def _policy_arns(t: Table) -> tuple[str, ...]:
     arns = t.strings("policy_arns") or ()
     if len(arns) > 10:
         raise t.error("policy_arns", "at most 10 policies")
@@ -250,7 +248,7 @@ def _tag_text_ok(text: str) -> bool:
     return all(c in _TAG_PUNCT or unicodedata.category(c)[0] in "LNZ" for c in text)
 
 
-def _tags(t: _Table) -> tuple[tuple[str, str], ...]:
+def _tags(t: Table) -> tuple[tuple[str, str], ...]:
     tags = t.values.get("tags")
     if tags is None:
         return ()
@@ -277,7 +275,7 @@ _METADATA_STRINGS = ("tokens", "region", "availability_zone", "instance_id")
 _METADATA_NEEDS = {"availability_zone": ("region",)}
 
 
-def _metadata(t: _Table, sts_region: str) -> MetadataConfig:
+def parse_metadata(t: Table, sts_region: str) -> MetadataConfig:
     values: dict[str, Any] = {}
     for key in ("listen", "allowed_hosts", "allowed_peers"):
         if key in t:
@@ -287,12 +285,12 @@ def _metadata(t: _Table, sts_region: str) -> MetadataConfig:
             values[key] = t.string(key)
     if "hop_limit" in t:
         values["hop_limit"] = t.integer("hop_limit", 1, 64)
-    if "region" not in values and _AWS_REGION.fullmatch(sts_region):
+    if "region" not in values and AWS_REGION.fullmatch(sts_region):
         values["region"] = sts_region
     return _build(t, MetadataConfig, values, _METADATA_NEEDS)
 
 
-def _container(t: _Table, base_dir: str) -> ContainerConfig:
+def parse_container(t: Table, base_dir: str) -> ContainerConfig:
     values: dict[str, Any] = {}
     if "listen" in t:
         values["listen"] = t.strings("listen", one_allowed=True)
@@ -301,7 +299,7 @@ def _container(t: _Table, base_dir: str) -> ContainerConfig:
     return _build(t, ContainerConfig, values, {})
 
 
-def _build(t: _Table, cls, values: dict[str, Any], needs: dict[str, tuple[str, ...]]):
+def _build(t: Table, cls, values: dict[str, Any], needs: dict[str, tuple[str, ...]]):
     """``cls(**values)``, with a ``ValueError`` reported against the key it is about."""
     try:
         return cls(**values)
@@ -319,7 +317,7 @@ def _culprit(cls, values: dict[str, Any], needs: dict[str, tuple[str, ...]]) -> 
     return None
 
 
-def _control_socket(t: _Table, environ: Mapping[str, str], uid: int) -> str:
+def parse_control_socket(t: Table, environ: Mapping[str, str], uid: int) -> str:
     if "control_socket" not in t:
         return default_control_socket(environ, uid)
     value = t.string("control_socket")

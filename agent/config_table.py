@@ -1,7 +1,7 @@
 """Typed access to the config file's tables: the known sections and keys.
 
-``_sections`` refuses unknown sections and keys and gives every known section
-a ``_Table``, whose getters raise ``ConfigError`` naming the file, the section
+``read_sections`` refuses unknown sections and keys and gives every known section
+a ``Table``, whose getters raise ``ConfigError`` naming the file, the section
 and the key. Part of ``agent.config`` (its theory of operation is there); the
 per-section checks that use these tables are in ``agent.config_sections``.
 """
@@ -27,7 +27,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Table:
+class Table:
     """One section's table, with getters that raise ``ConfigError`` naming the key."""
 
     def __init__(self, path: str, name: str, values: dict[str, Any] | None) -> None:
@@ -77,7 +77,7 @@ class _Table:
         return None if value is None else os.path.join(base_dir, os.path.expanduser(value))
 
 
-def _sections(path: str, document: dict[str, Any]) -> dict[str, _Table]:
+def read_sections(path: str, document: dict[str, Any]) -> dict[str, Table]:
     for name, value in document.items():
         if name not in SECTIONS:
             kind = "section" if isinstance(value, dict) else "key (keys belong in a section)"
@@ -88,10 +88,10 @@ def _sections(path: str, document: dict[str, Any]) -> dict[str, _Table]:
         for key in value:
             if key not in SECTIONS[name]:
                 raise ConfigError(path, f"[{name}] {key}", "unknown key")
-    return {name: _Table(path, name, document.get(name)) for name in SECTIONS}
+    return {name: Table(path, name, document.get(name)) for name in SECTIONS}
 
 
-def _require(t: _Table, hint: str) -> _Table:
+def require_section(t: Table, hint: str) -> Table:
     if not t.present:
         raise t.error(None, f"missing section: {hint}")
     return t

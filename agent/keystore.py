@@ -21,12 +21,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
 
+from agent.config_types import ACCESS_KEY_ID, SECRET_KEY
 from agent.errors import KeyStoreError
 from wire.clock import iso_z
 from wire.key_index import index_lock, read_index, write_index
@@ -36,8 +36,7 @@ __all__ = ["DEFAULT_TIMEOUT", "KeyStore", "SERVICE", "check_keys", "default_back
 
 SERVICE = "rolecall"
 DEFAULT_TIMEOUT = 60.0  # seconds: room for a person to answer an unlock dialog, no more
-_KEY_ID = re.compile(r"[A-Za-z0-9_]{3,128}")  # as agent.config: AWS's AKIA..., and other STS servers' ids
-_SECRET = re.compile(r"[\x21-\x7e]{1,1024}")
+
 
 
 def parse_keyring_name(name: str) -> tuple[str, str]:
@@ -65,9 +64,9 @@ def check_keys(access_key_id: str, secret_access_key: str) -> None:
     Raises:
         KeyStoreError: a malformed key id or secret.
     """
-    if not _KEY_ID.fullmatch(access_key_id):
+    if not ACCESS_KEY_ID.fullmatch(access_key_id):
         raise KeyStoreError("the access key id must be 3-128 letters, digits or underscores (AKIA...)")
-    if not _SECRET.fullmatch(secret_access_key):
+    if not SECRET_KEY.fullmatch(secret_access_key):
         raise KeyStoreError("the secret access key must be printable ASCII without spaces")
 
 

@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from agent.config_types import SECRET_KEY
 from agent.errors import SourceError
 from wire.sigv4 import Credentials
 
@@ -50,7 +51,6 @@ __all__ = [
 
 MAX_SECRET_FILE = 4096
 MAX_TOKEN_LENGTH = 20000  # WebIdentityToken: 4-20000 characters (sts-iam.md §4)
-_SECRET = re.compile(r"[\x21-\x7e]{1,1024}")
 _TOKEN = re.compile(r"[\x21-\x7e]{4,20000}")
 
 
@@ -115,7 +115,7 @@ def read_secret_file(path: str) -> str:
     secret = _read_small(path, MAX_SECRET_FILE)
     if not secret:
         raise SourceError(f"{path} is empty")
-    if not _SECRET.fullmatch(secret):
+    if not SECRET_KEY.fullmatch(secret):
         raise SourceError(f"{path} must hold one secret key: printable ASCII without spaces")
     return secret
 

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
+from agent.config_types import AWS_REGION
 from agent.errors import StsError, StsFailure, StsUnavailable, one_line
 from metadata_server.credentials import RoleCredentials
 from wire.clock import UTC, WallClock
@@ -68,7 +69,6 @@ DEFAULT_TIMEOUT = 10.0
 MAX_RESPONSE_BYTES = 256 * 1024  # STS answers are a few KiB
 GLOBAL_ENDPOINT = "https://sts.amazonaws.com"
 _CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
-_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-[0-9]+")
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")
 _ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?(Z|[+-]\d\d:?\d\d)?",
                   re.IGNORECASE)
@@ -178,7 +178,7 @@ def resolve_endpoint(endpoint_url: str | None, region: str | None, *, global_end
         return StsEndpoint(endpoint_url, "us-east-1" if region in (None, "aws-global") else region)
     if region is None or region == "aws-global" or (global_endpoint and not region.startswith("cn-")):
         return StsEndpoint(GLOBAL_ENDPOINT, "us-east-1")
-    if not _AWS_REGION.fullmatch(region):
+    if not AWS_REGION.fullmatch(region):
         raise ValueError(f"region {region!r} is not an AWS region name such as eu-west-1")
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return StsEndpoint(f"https://sts.{region}.{suffix}", region)

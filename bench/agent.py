@@ -82,7 +82,7 @@ def _child_rss(hours: int) -> None:
     from agent.config import load_config
     from agent.daemon import run_agent
     from tests.imds_support import http_request
-    from wire.clock import TrioWallClock
+    from tests.clocks import TrioWallClock
 
     agent_only = _rss()  # the backend's share is what importing and opening it adds from here
 

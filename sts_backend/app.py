@@ -78,7 +78,6 @@ caller's thread runs them on this backend's store).
 
 from __future__ import annotations
 
-import email.utils
 import errno
 import logging
 import re
@@ -97,7 +96,7 @@ from sts_backend.policy import access_denied_message, evaluate
 from sts_backend.throttle import KeyThrottle
 from sts_backend.validation import check_operation, validate
 from wire.clock import WallClock
-from wire.http import HttpRequest, HttpResponse
+from wire.http import HttpDate, HttpRequest, HttpResponse
 from wire.query import IAM_NAMESPACE, STS_NAMESPACE, QueryError, new_request_id, parse_form, render_error, render_result
 
 __all__ = ["Backend", "audit_failure", "layer_error_response", "READ_ONLY_ACTIONS", "store_failure"]
@@ -135,8 +134,7 @@ class Backend:
         self.audit = audit if audit is not None else NullAudit()
         self.throttle = throttle if throttle is not None else KeyThrottle(lambda: clock.now().timestamp())
         self.authenticator = Authenticator(store, clock)
-        self._date_second = -1
-        self._date = ""
+        self._dates = HttpDate()
         self._write_lane: trio.CapacityLimiter | None = None
         self._opening: trio.Lock | None = None
         self._reader: Backend | None = None   # the read lane's backend, opened on first use
@@ -224,7 +222,7 @@ class Backend:
         if not written:
             self.audit.write(record)
         return HttpResponse(status, (("x-amzn-RequestId", record.request_id), ("Content-Type", "text/xml"),
-                                     ("Date", self._http_date(now))), body)
+                                     ("Date", self._dates.text(int(now.timestamp())))), body)
 
     def _serve(self, req: HttpRequest, record: AuditRecord, now,
                params: dict[str, str] | None) -> tuple[str, str, Any, bool]:
@@ -282,12 +280,6 @@ class Backend:
         fault = getattr(exc, "fault", "Sender")
         return render_error(exc.code, exc.message, fault, _NAMESPACES.get(service, STS_NAMESPACE),
                             record.request_id)
-
-    def _http_date(self, now) -> str:
-        second = int(now.timestamp())
-        if second != self._date_second:
-            self._date_second, self._date = second, email.utils.formatdate(second, usegmt=True)
-        return self._date
 
     def handle_httpx(self, request: httpx.Request) -> httpx.Response:
         """``handle`` for ``httpx.MockTransport``: the real backend with no sockets."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.netguard import NetGuard
-from wire.clock import TrioWallClock
+from tests.clocks import TrioWallClock
 
 # 2026-01-01T00:00:00Z: tests that drive time start here.
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

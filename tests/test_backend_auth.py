@@ -14,7 +14,7 @@ import pytest
 from sts_backend.auth import check_call
 from sts_backend.store import Store
 from tests.test_sts_ops import ACCOUNT, ADMIN_ROLE_POLICY, Client, Kit, allow, expect, trust
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.sigv4 import Credentials
 
 

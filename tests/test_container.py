@@ -18,7 +18,8 @@ from botocore.utils import ContainerMetadataFetcher
 
 from metadata_server import ContainerConfig, ContainerHandler, SimpleHolder, new_container_token, write_token_file
 from tests.imds_support import Recorder, running, sample_credentials
-from wire.clock import FixedClock, SystemClock
+from wire.clock import SystemClock
+from tests.clocks import FixedClock
 from wire.http import HttpRequest
 from tests.servers import requires_ipv6
 

@@ -627,7 +627,7 @@ async def test_aws_global_region_calls_the_global_endpoint_signed_for_us_east_1(
     from agent.config import parse_config
     from agent.daemon import _Fetcher
     from agent.errors import StsUnavailable
-    from wire.clock import FixedClock
+    from tests.clocks import FixedClock
     from tests.conftest import EPOCH
 
     config = parse_config('[sts]\nregion = "aws-global"\n\n[source]\naccess_key_id = "AKIAIOSFODNN7EXAMPLE"\n'

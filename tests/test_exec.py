@@ -23,7 +23,8 @@ from agent.errors import AgentError
 from agent.exec_runner import child_environment, exit_status, run_exec
 from agent.profile_chain import ProfileResolver
 from tests.laptop_support import start_laptop, write_profiles
-from wire.clock import SystemClock, TrioWallClock
+from wire.clock import SystemClock
+from tests.clocks import TrioWallClock
 from wire.session_cache import SessionCache
 
 CHILD = r"""

@@ -133,7 +133,7 @@ def test_limits_validate():
 
 def test_exported_names():
     assert set(wire_http.__all__) == {
-        "Handler", "HttpRequest", "HttpResponse", "Limits", "RequestRejected", "ResponseEncoder",
+        "Handler", "HttpDate", "HttpRequest", "HttpResponse", "Limits", "RequestRejected", "ResponseEncoder",
         "check_request_line", "error_response", "head_size", "http_version", "request_framing",
     }  # fmt: skip
     assert set(wire_serve.__all__) == {"ErrorRenderer", "Server", "accept_retrying", "serve"}

@@ -22,7 +22,7 @@ from wire.query import XmlMap
 from sts_backend.iam import ADMIN_POLICY, Caller, bootstrap_admin, handle_iam, iam_resource_arn
 from sts_backend.policy_document import policy_size
 from sts_backend.store import Store
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.query import IAM_NAMESPACE, render_result
 
 T0 = dt.datetime(2026, 1, 1, 0, 0, 10, tzinfo=dt.timezone.utc)

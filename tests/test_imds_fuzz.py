@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, SimpleHolder
 from metadata_server.imds import _is_credential_path
 from tests.imds_support import sample_credentials
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.http import HttpRequest, HttpResponse
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

@@ -9,7 +9,7 @@ import pytest
 
 from metadata_server import ImdsHandler, MetadataConfig, SimpleHolder
 from tests.imds_support import sample_credentials
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.http import HttpRequest
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

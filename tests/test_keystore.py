@@ -21,7 +21,7 @@ from agent.errors import KeyStoreError
 from agent.keyring_file import EncryptedFileKeyring, keyring_path
 from agent.keystore import DEFAULT_TIMEOUT, SERVICE, KeyStore, check_keys, default_backend, parse_keyring_name
 from tests.conftest import EPOCH
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.key_index import index_path
 from wire.sigv4 import Credentials
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.sigv4 import (
     Credentials,
     SigV4Auth,

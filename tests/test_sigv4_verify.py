@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wire import sigv4
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.sigv4 import (
     Credentials,
     IncompleteSignature,

@@ -20,7 +20,7 @@ from sts_backend.errors import EntityAlreadyExists, NoSuchEntity
 from sts_backend.records import Session
 from sts_backend.store import DB_NAME, Store, StoreError
 from sts_backend.store_schema import SCHEMA_VERSION, migrate, schema_version
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 ACCOUNT = "123456789012"

@@ -29,7 +29,8 @@ from sts_backend.app import Backend
 from sts_backend.iam import bootstrap_admin
 from sts_backend.store import Store
 from tests.servers import start_server
-from wire.clock import UTC, FixedClock
+from wire.clock import UTC
+from tests.clocks import FixedClock
 from wire.query import encode_form, parse_form, parse_response
 from wire.sigv4 import Credentials, SigV4Auth
 

@@ -22,7 +22,7 @@ from sts_backend.app import Backend
 from sts_backend.audit import AuditLog
 from sts_backend.iam import bootstrap_admin
 from sts_backend.store import Store
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.query import encode_form, parse_error, parse_response
 from wire.sigv4 import Credentials, SigV4Auth
 

@@ -51,6 +51,7 @@ from typing import Awaitable, Callable, Union
 
 __all__ = [
     "Handler",
+    "HttpDate",
     "HttpRequest",
     "HttpResponse",
     "Limits",
@@ -204,6 +205,31 @@ def _status_line(status: int) -> bytes:
 _STATUS_LINES = {s.value: _status_line(s.value) for s in HTTPStatus if s.value >= 200}
 
 
+class HttpDate:
+    """The HTTP ``Date`` of a second (IMF-fixdate), formatted once per second: the one cache of it."""
+
+    __slots__ = ("_second", "_text", "_line")
+
+    def __init__(self) -> None:
+        self._second, self._text, self._line = -1, "", b""
+
+    def _at(self, second: int) -> None:
+        if second != self._second:
+            self._text = email.utils.formatdate(second, usegmt=True)
+            self._line = b"Date: %b\r\n" % self._text.encode("ascii")
+            self._second = second
+
+    def text(self, second: int) -> str:
+        """``Thu, 01 Jan 2026 00:00:00 GMT`` for ``second`` (seconds since the epoch)."""
+        self._at(second)
+        return self._text
+
+    def line(self, second: int) -> bytes:
+        """``Date: ...\\r\\n``, ready to send."""
+        self._at(second)
+        return self._line
+
+
 class ResponseEncoder:
     """Turns ``HttpResponse`` into the bytes of an HTTP/1.1 response.
 
@@ -212,13 +238,12 @@ class ResponseEncoder:
     ``wall_time`` is the clock for ``Date`` (seconds since the epoch).
     """
 
-    __slots__ = ("_date", "_wall_time", "_second", "_date_line", "_headers")
+    __slots__ = ("_date", "_wall_time", "_dates", "_headers")
 
     def __init__(self, *, date_header: bool = True, wall_time: Callable[[], float] = time.time) -> None:
         self._date = date_header
         self._wall_time = wall_time
-        self._second = -1
-        self._date_line = b""
+        self._dates = HttpDate()
         # headers tuple -> (encoded lines, has Date, asks to close)
         self._headers: dict[tuple[tuple[str, str], ...], tuple[bytes, bool, bool]] = {}
 
@@ -257,12 +282,7 @@ class ResponseEncoder:
         return head + body, wants_close
 
     def _current_date(self) -> bytes:
-        second = int(self._wall_time())
-        if second != self._second:
-            stamp = email.utils.formatdate(second, usegmt=True)
-            self._date_line = b"Date: %b\r\n" % stamp.encode("ascii")
-            self._second = second
-        return self._date_line
+        return self._dates.line(int(self._wall_time()))
 
     @staticmethod
     def _other_status(status: int) -> bytes:

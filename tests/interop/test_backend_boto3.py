@@ -28,7 +28,7 @@ from sts_backend.app import Backend, layer_error_response
 from sts_backend.audit import AuditLog
 from sts_backend.iam import bootstrap_admin
 from sts_backend.store import Store
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.listeners import open_tcp_listeners
 from wire.serve import Server
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from wire.clock import FixedClock
+from tests.clocks import FixedClock
 from wire.sigv4 import Credentials, SigV4Auth, SignatureDoesNotMatch, verify
 
 botocore = pytest.importorskip("botocore")

@@ -14,9 +14,8 @@ the AWS error code, never a secret.
 # Theory of operation
 # -------------------
 # One task, ``run``, does every fetch; nothing else ever calls ``fetch``. That
-# alone gives invariant 5 (one STS call at a time): ``refresh_now`` and
-# ``ensure_fresh`` only ask the loop for an attempt and wait on that attempt's
-# completion event, so any number of concurrent callers share one fetch. A
+# alone gives invariant 5 (one STS call at a time): ``refresh_now`` only
+# asks the loop for an attempt and waits on that attempt's completion event, so any number of concurrent callers share one fetch. A
 # caller whose request changed (``refresh_now(changed=True)``: a reload named
 # another role) must not share an attempt that began before the change: a
 # generation counter, bumped by such a call and recorded by each attempt at its
@@ -181,20 +180,6 @@ class Rotator:
             await self._done.wait()
             if self._settled >= wanted:
                 return self.current()
-
-    async def ensure_fresh(self) -> RoleCredentials | None:
-        """Serveable credentials, refreshing first only if that is due and not failing.
-
-        Returns:
-            The held credentials at once when FRESH, or when serveable while
-            refreshes are failing (no caller waits on a backoff); otherwise the
-            outcome of ``refresh_now()``.
-        """
-        held = self.current()
-        if held is not None and (self._failures or policy.state(
-                held, self._wall.now(), refresh_before_expiry=self._lead) is policy.State.FRESH):
-            return held
-        return await self.refresh_now()
 
     # ---- the loop ------------------------------------------------------------------
 

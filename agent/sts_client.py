@@ -131,10 +131,6 @@ class StsCredentials:
         """For signing further calls (role chaining, GetCallerIdentity)."""
         return Credentials(self.access_key_id, self.secret_access_key, self.session_token)
 
-    def expires_in(self, now: _dt.datetime) -> float:
-        """Seconds from ``now`` (timezone-aware) until ``expiration``; negative once expired."""
-        return (self.expiration - now).total_seconds()
-
     def to_role_credentials(self, last_updated: _dt.datetime, role_name: str | None = None,
                             account_id: str | None = None) -> RoleCredentials:
         """What the metadata server serves.

@@ -114,6 +114,7 @@ def _rotate(args: argparse.Namespace) -> int:
                                  iam_endpoint=config.endpoint(args.profile, "iam"), verify=bundle or True)
 
     done = run(body, what="keys rotate")
+    cleared = f"; {done.sessions_cleared} cached session(s) made with it cleared" if done.sessions_cleared else ""
     print(f"rotated profile {args.profile}: {done.old_access_key_id} -> {done.new_access_key_id} "
-          f"(the old key is deleted)")
+          f"(the old key is deleted{cleared})")
     return 0

@@ -104,12 +104,6 @@ class ContainerHandler:
     def __repr__(self) -> str:
         return f"ContainerHandler(path={self._path!r}, token=<hidden>)"
 
-    def set_token(self, token: str) -> None:
-        """Accept ``token`` from now on instead of the old one (after rewriting the token file)."""
-        if len(token) < 32:
-            raise ValueError("the container token must be at least 32 characters")
-        self._token = token.encode("latin-1")
-
     def _authorized(self, req: HttpRequest) -> bool:
         values = req.header_values("authorization")
         if len(values) != 1:

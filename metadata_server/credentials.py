@@ -61,10 +61,6 @@ class RoleCredentials:
         if self.account_id is not None and not _ACCOUNT_ID.fullmatch(self.account_id):
             raise ValueError("account_id must be 12 digits")
 
-    def valid_at(self, now: _dt.datetime) -> bool:
-        """True while ``now`` is strictly before ``expiration``."""
-        return now < self.expiration
-
 
 @runtime_checkable
 class CredentialHolder(Protocol):

@@ -34,18 +34,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from sts_backend.policy_conditions import Condition  # noqa: F401 - re-exported
-from sts_backend.policy_match import (  # noqa: F401 - re-exported
-    Keys, Patterns, compile_glob, glob_regex, parse_template, render,
-)
+from sts_backend.policy_match import Keys
 
 if TYPE_CHECKING:
     from sts_backend.policy_document import Policy, PrincipalSet, Statement
 
 __all__ = [
-    "ALLOWED", "EXPLICIT_DENY", "NO_ALLOW", "Condition", "Decision", "Patterns", "PrincipalType",
-    "RequestContext", "access_denied_message", "build_request_context", "compile_glob",
-    "evaluate", "evaluate_trust", "glob_regex",
+    "ALLOWED", "EXPLICIT_DENY", "NO_ALLOW", "Decision", "PrincipalType", "RequestContext",
+    "access_denied_message", "build_request_context", "evaluate", "evaluate_trust",
 ]
 
 

@@ -40,15 +40,13 @@ from typing import Any
 
 from sts_backend.errors import MalformedPolicyDocument
 from sts_backend.policy_conditions import (
-    OPERATORS, Condition, Operator, compile_condition, condition_syntax_ok, condition_values,
+    OPERATORS, Condition, compile_condition, condition_syntax_ok, condition_values,
     split_operator,
 )
 from sts_backend.policy_match import Patterns
-from sts_backend.policy_match import compile_glob, parse_template  # noqa: F401 - re-exported
 
 __all__ = [
-    "OPERATORS", "Operator", "Policy", "PolicyKind", "PrincipalSet", "Statement",
-    "parse_policy", "policy_size", "split_operator",
+    "Policy", "PolicyKind", "PrincipalSet", "Statement", "parse_policy", "policy_size",
 ]
 
 # --- messages (MalformedPolicyDocument, HTTP 400) -------------------------------

@@ -543,15 +543,6 @@ def test_load_config_refuses_a_huge_file(tmp_path):
     assert str(info.value) == f"{path}: larger than 1048576 bytes"
 
 
-def test_agent_package_exports():
-    import agent
-
-    for name in agent.__all__:
-        assert getattr(agent, name).__name__ == name
-    with pytest.raises(AttributeError):
-        agent.nothing_here  # noqa: B018
-
-
 def test_load_config_warns_when_others_can_read_an_inline_secret(tmp_path, caplog):
     path = tmp_path / "agent.toml"
     path.write_text(toml())

@@ -53,7 +53,7 @@ def test_five_wrong_codes_lock_the_device_and_even_the_right_code_is_refused(kit
     right = kit.code(seed, 0)
     assert expect("AccessDenied", alice.sts, "GetSessionToken", SerialNumber=serial,
                   TokenCode=right).message == sts.MFA_LOCKED
-    assert expect("AccessDenied", alice.sts, "AssumeRole", RoleArn=kit.role("r", trust(f"arn:aws:iam::123456789012:user/alice")),
+    assert expect("AccessDenied", alice.sts, "AssumeRole", RoleArn=kit.role("r", trust("arn:aws:iam::123456789012:user/alice")),
                   RoleSessionName="s1", SerialNumber=serial, TokenCode=right).message == sts.MFA_LOCKED
     kit.clock.advance(mfa.MFA_LOCKOUT_SECONDS)
     assert "Credentials" in alice.sts("GetSessionToken", SerialNumber=serial, TokenCode=kit.code(seed, 0))

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from sts_backend.errors import MalformedPolicyDocument
 from sts_backend.policy import (
     ALLOWED, EXPLICIT_DENY, NO_ALLOW, Decision, PrincipalType, RequestContext,
-    access_denied_message, build_request_context, compile_glob, evaluate, evaluate_trust,
+    access_denied_message, build_request_context, evaluate, evaluate_trust,
 )
-from sts_backend.policy_document import Patterns, PolicyKind, parse_policy, policy_size
+from sts_backend.policy_document import PolicyKind, parse_policy, policy_size
+from sts_backend.policy_match import Patterns, compile_glob
 
 ACCT = "111122223333"
 OTHER = "444455556666"

@@ -159,8 +159,7 @@ async def test_container_provider_with_full_uri_and_token_file(monkeypatch, tmp_
         assert loaded.account_id == creds.account_id
         # the default chain picks the container provider before IMDS
         assert_same(await in_thread(lambda: frozen(Session().get_credentials())), creds)
-        # rotation: rewrite the file, switch the server; botocore re-reads the file on refresh
-        handler.set_token(write_token_file(token_file))
+        # rotation: the agent serves new credentials; botocore's refresh fetches them
         fresh = sample_credentials(SystemClock().now())
         holder.set(fresh)
         refreshed = await in_thread(lambda: loaded._refresh_using())

@@ -56,8 +56,8 @@ from agent.sdnotify import Notifier
 from agent.sources import fetch_role_credentials
 from agent.sts_client import StsClient
 from agent.user_sources import MfaSession, build_source
-from metadata_server import ContainerHandler, ImdsHandler, RoleCredentials, SimpleHolder, write_token_file
-from metadata_server.server import METADATA_LIMITS
+from metadata_server import ContainerHandler, RoleCredentials, write_token_file
+from metadata_server.server import METADATA_LIMITS, imds_server
 from wire.clock import SystemClock, WallClock, iso_z
 from wire.listeners import inherited_listeners, open_tcp_listeners
 from wire.serve import Server
@@ -178,7 +178,8 @@ class _Agent:
         self.fetcher = _Fetcher(config, wall_clock, transport)
         # a fetch with MFA may wait for a person to answer a dialog
         fetch_timeout = FETCH_TIMEOUT + (PROMPT_TIMEOUT if config.source.mfa_serial else 0)
-        self.rotator = Rotator(self.fetcher.fetch, SimpleHolder(), wall_clock, role_arn=config.role.arn,
+        # the rotator is the holder every endpoint asks (``current()``)
+        self.rotator = Rotator(self.fetcher.fetch, wall_clock, role_arn=config.role.arn,
                                refresh_before_expiry=config.role.refresh_before_expiry_seconds,
                                fetch_timeout=fetch_timeout)
         self.stop = trio.Event()
@@ -204,8 +205,8 @@ class _Agent:
 
     # ---- servers -----------------------------------------------------------------------
 
-    async def _serve(self, nursery: trio.Nursery, handler, listeners) -> list[str]:
-        server, done = Server(handler, limits=METADATA_LIMITS, shutdown_grace=SHUTDOWN_GRACE), trio.Event()
+    async def _serve(self, nursery: trio.Nursery, server: Server, listeners) -> list[str]:
+        done = trio.Event()
 
         async def serve(task_status=trio.TASK_STATUS_IGNORED):
             try:
@@ -219,8 +220,9 @@ class _Agent:
 
     async def _start_metadata(self, nursery: trio.Nursery, inherited) -> list[str]:
         listeners = list(inherited) if inherited else await _listen(self.config.metadata.listen)
-        handler = ImdsHandler(self.config.metadata, self.rotator, self.wall_clock)
-        addresses = await self._serve(nursery, handler, listeners)
+        # the shared composition (metadata_server.server.imds_server): tests and bench/imds.py serve it too
+        server = imds_server(self.config.metadata, self.rotator, self.wall_clock, shutdown_grace=SHUTDOWN_GRACE)
+        addresses = await self._serve(nursery, server, listeners)
         for address in addresses:
             log.info("listening on http://%s%s", address, " (socket activation)" if inherited else "")
         return addresses
@@ -235,7 +237,8 @@ class _Agent:
             return []
         listeners = await _listen(config.listen)
         handler = ContainerHandler(self.rotator, token, self.wall_clock, path=config.path)
-        addresses = await self._serve(nursery, handler, listeners)
+        server = Server(handler, limits=METADATA_LIMITS, shutdown_grace=SHUTDOWN_GRACE)
+        addresses = await self._serve(nursery, server, listeners)
         for address in addresses:
             log.info("container endpoint on http://%s%s (token in %s)", address, config.path, config.token_file)
         return addresses

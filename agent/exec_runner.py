@@ -130,7 +130,7 @@ async def run_exec(resolver: ProfileResolver, profile: str, argv: Sequence[str],
         entry = pending.pop() if pending else await resolver.credentials(profile, fresh=True)
         return _role_credentials(entry, clock.now())
 
-    rotator = Rotator(fetch, None, clock)
+    rotator = Rotator(fetch, clock)
     runtime = environ.get("XDG_RUNTIME_DIR")
     directory = tempfile.mkdtemp(prefix="rolecall-exec-", dir=runtime if runtime and os.path.isdir(runtime) else None)
     try:

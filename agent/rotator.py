@@ -1,8 +1,8 @@
-"""The rotation scheduler: keeps a credential holder filled, on trio.
+"""The rotation scheduler: holds the credentials the endpoints serve, and rotates them, on trio.
 
 Usage (in the daemon's root nursery)::
 
-    rotator = Rotator(fetch, holder, wall_clock, role_arn=arn)
+    rotator = Rotator(fetch, wall_clock, role_arn=arn)
     await nursery.start(rotator.run)   # returns once the first credentials are held
 
 ``fetch`` is a plain ``async () -> RoleCredentials`` (the daemon builds it from
@@ -97,15 +97,13 @@ class _Failure(Exception):
 
 
 class Rotator:
-    """Fetches credentials before they are needed and keeps ``holder`` filled.
+    """Fetches credentials before they are needed and holds them.
 
-    Also a ``CredentialHolder`` itself: ``current()`` returns the held
+    The endpoints' ``CredentialHolder``: ``current()`` returns the held
     credentials only while they are serveable by the wall clock.
 
     Args:
         fetch: ``async () -> RoleCredentials``; raises on failure.
-        holder: has ``set(RoleCredentials | None)`` (e.g. ``SimpleHolder``), kept equal to what
-            is held; or None when callers use the rotator itself as the holder.
         wall_clock: the wall clock (``now()`` aware UTC) for expiry.
         refresh_before_expiry: seconds (or a timedelta) before expiry to refresh;
             None for the half-life policy.
@@ -116,7 +114,7 @@ class Rotator:
         fetch_timeout: seconds one fetch may take (trio clock).
     """
 
-    def __init__(self, fetch: Fetch, holder, wall_clock: WallClock, *,
+    def __init__(self, fetch: Fetch, wall_clock: WallClock, *,
                  refresh_before_expiry: float | _dt.timedelta | None = None,
                  random: _random.Random | None = None,
                  on_change: Callable[[RoleCredentials | None], None] | None = None,
@@ -124,7 +122,7 @@ class Rotator:
                  fetch_timeout: float = FETCH_TIMEOUT) -> None:
         if isinstance(refresh_before_expiry, (int, float)):
             refresh_before_expiry = _dt.timedelta(seconds=refresh_before_expiry)
-        self._fetch, self._holder, self._wall, self._lead = fetch, holder, wall_clock, refresh_before_expiry
+        self._fetch, self._wall, self._lead = fetch, wall_clock, refresh_before_expiry
         self._random, self._on_change, self._log = random or _random.Random(), on_change, log
         self._role_arn, self._fetch_timeout = role_arn, fetch_timeout
         self.ready = trio.Event()  # set once, when the first credentials are held
@@ -317,8 +315,6 @@ class Rotator:
 
     def _set_held(self, credentials: RoleCredentials | None) -> None:
         self._held = credentials
-        if self._holder is not None:
-            self._holder.set(credentials)
         if self._on_change is not None:
             try:
                 self._on_change(credentials)

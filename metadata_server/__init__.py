@@ -7,7 +7,7 @@ The metadata server knows nothing of the agent: it serves whatever a
 
 from metadata_server.config import ContainerConfig, MetadataConfig
 from metadata_server.container import ContainerHandler, new_container_token, write_token_file
-from metadata_server.credentials import CredentialHolder, RoleCredentials, SimpleHolder
+from metadata_server.credentials import CredentialHolder, RoleCredentials
 from metadata_server.imds import ImdsHandler
 from metadata_server.peers import PeerPolicy
 from metadata_server.server import container_uri, serve_container, serve_metadata
@@ -21,7 +21,6 @@ __all__ = [
     "MetadataConfig",
     "PeerPolicy",
     "RoleCredentials",
-    "SimpleHolder",
     "TokenSealer",
     "container_uri",
     "new_container_token",

@@ -2,9 +2,8 @@
 
 The metadata server knows nothing of the agent. It asks a ``CredentialHolder``
 for the current ``RoleCredentials`` on every credential request and serves
-exactly that, or refuses (503) when there is nothing valid to serve. The agent
-implements the holder over its rotation state; ``SimpleHolder`` is the minimal
-one (tests, ``rolecall exec``).
+exactly that, or refuses (503) when there is nothing valid to serve. The
+agent's ``Rotator`` is the holder (the daemon's and ``rolecall exec``'s).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["CredentialHolder", "RoleCredentials", "SimpleHolder"]
+__all__ = ["CredentialHolder", "RoleCredentials"]
 
 # IAM role names: 1-64 of [\w+=,.@-] (sts-iam.md). The name becomes a path
 # segment and the body of the role listing, so nothing else may slip in.
@@ -73,26 +72,3 @@ class CredentialHolder(Protocol):
         block: return what is held, never fetch. The server itself refuses
         credentials that have expired by its wall clock.
         """
-
-
-class SimpleHolder:
-    """A holder that serves whatever was last ``set()``."""
-
-    __slots__ = ("_credentials",)
-
-    def __init__(self, credentials: RoleCredentials | None = None) -> None:
-        self._credentials = credentials
-
-    def current(self) -> RoleCredentials | None:
-        return self._credentials
-
-    def set(self, credentials: RoleCredentials | None) -> None:
-        """Replace what is served (None: serve nothing, i.e. 503)."""
-        self._credentials = credentials
-
-    def clear(self) -> None:
-        """Serve nothing until the next ``set()``."""
-        self._credentials = None
-
-    def __repr__(self) -> str:
-        return f"SimpleHolder({self._credentials!r})"

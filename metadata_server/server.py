@@ -1,5 +1,10 @@
 """Thin wiring: the pure handlers on the shared serving layer (``wire.serve``).
 
+``imds_server`` is THE composition of the IMDS endpoint: an ``ImdsHandler``
+over a credential holder on a ``wire.serve.Server`` with ``METADATA_LIMITS``.
+The agent builds what it serves with it (the holder is its ``Rotator``), and
+so do ``serve_metadata`` (tests) and bench/imds.py, so all three run one path.
+
 ``serve_metadata`` and ``serve_container`` open their listeners (or take the
 ones they are handed, e.g. from systemd socket activation), then run until
 cancelled, reporting the bound ``"H:P"`` addresses through ``task_status`` so
@@ -23,7 +28,7 @@ from wire.http import Limits
 from wire.listeners import open_tcp_listeners
 from wire.serve import Server
 
-__all__ = ["METADATA_LIMITS", "container_uri", "serve_container", "serve_metadata"]
+__all__ = ["METADATA_LIMITS", "container_uri", "imds_server", "serve_container", "serve_metadata"]
 
 # IMDS requests are a line and a few headers; nothing legitimate has a body
 # beyond a few bytes, and SDKs give up after one second. A host's SDK clients may
@@ -41,10 +46,34 @@ METADATA_LIMITS = Limits(
 )
 
 
-async def _serve(handler, addresses: Sequence[str], listeners, limits: Limits, task_status) -> None:
+def imds_server(
+    config: MetadataConfig,
+    holder: CredentialHolder,
+    wall_clock: WallClock,
+    *,
+    limits: Limits = METADATA_LIMITS,
+    shutdown_grace: float = 10.0,
+) -> Server:
+    """The IMDS endpoint, ready to ``serve(listeners)``: ``ImdsHandler`` over ``holder`` on the serving layer.
+
+    The one place the IMDS endpoint is put together: the agent (``holder`` is
+    its ``Rotator``, ``shutdown_grace`` its ``SHUTDOWN_GRACE``), ``serve_metadata``
+    and bench/imds.py all call it.
+
+    Args:
+        config: the ``[metadata]`` settings.
+        holder: where credentials come from (``current()`` on every credential request).
+        wall_clock: decides credential expiry.
+        limits: the serving layer's bounds.
+        shutdown_grace: seconds ``Server.shutdown()`` lets requests in progress run.
+    """
+    return Server(ImdsHandler(config, holder, wall_clock), limits=limits, shutdown_grace=shutdown_grace)
+
+
+async def _serve(server: Server, addresses: Sequence[str], listeners, task_status) -> None:
     if listeners is None:
         listeners = await open_tcp_listeners(addresses)
-    await Server(handler, limits=limits).serve(listeners, task_status=task_status)
+    await server.serve(listeners, task_status=task_status)
 
 
 async def serve_metadata(
@@ -70,8 +99,7 @@ async def serve_metadata(
     Raises:
         OSError: an address could not be bound.
     """
-    handler = ImdsHandler(config, holder, wall_clock)
-    await _serve(handler, config.listen, listeners, limits, task_status)
+    await _serve(imds_server(config, holder, wall_clock, limits=limits), config.listen, listeners, task_status)
 
 
 async def serve_container(
@@ -95,8 +123,8 @@ async def serve_container(
         limits: the serving layer's bounds.
         task_status: receives the list of bound ``"H:P"`` addresses.
     """
-    handler = ContainerHandler(holder, token, wall_clock, path=config.path)
-    await _serve(handler, config.listen, listeners, limits, task_status)
+    server = Server(ContainerHandler(holder, token, wall_clock, path=config.path), limits=limits)
+    await _serve(server, config.listen, listeners, task_status)
 
 
 def container_uri(address: str, config: ContainerConfig) -> str:

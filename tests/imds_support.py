@@ -19,7 +19,30 @@ from wire.listeners import open_tcp_listeners
 from tests.servers import H11Client
 from wire.serve import Server
 
-__all__ = ["Recorder", "http_request", "running", "sample_credentials"]
+__all__ = ["Recorder", "SimpleHolder", "http_request", "running", "sample_credentials"]
+
+
+class SimpleHolder:
+    """A credential holder that serves whatever was last ``set()`` (the agent's is its ``Rotator``)."""
+
+    __slots__ = ("_credentials",)
+
+    def __init__(self, credentials: RoleCredentials | None = None) -> None:
+        self._credentials = credentials
+
+    def current(self) -> RoleCredentials | None:
+        return self._credentials
+
+    def set(self, credentials: RoleCredentials | None) -> None:
+        """Replace what is served (None: serve nothing, i.e. 503)."""
+        self._credentials = credentials
+
+    def clear(self) -> None:
+        """Serve nothing until the next ``set()``."""
+        self._credentials = None
+
+    def __repr__(self) -> str:
+        return f"SimpleHolder({self._credentials!r})"
 
 
 def sample_credentials(

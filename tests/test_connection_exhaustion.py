@@ -20,8 +20,9 @@ import time
 import pytest
 import trio
 
-from metadata_server import MetadataConfig, RoleCredentials, SimpleHolder, serve_metadata
+from metadata_server import MetadataConfig, RoleCredentials, serve_metadata
 from metadata_server.server import METADATA_LIMITS
+from tests.imds_support import SimpleHolder
 from tests.test_daemon import StsBackend
 from wire.clock import SystemClock
 from wire.listeners import format_address, open_tcp_listeners

@@ -16,8 +16,8 @@ import trio
 from botocore.exceptions import MetadataRetrievalError
 from botocore.utils import ContainerMetadataFetcher
 
-from metadata_server import ContainerConfig, ContainerHandler, SimpleHolder, new_container_token, write_token_file
-from tests.imds_support import Recorder, running, sample_credentials
+from metadata_server import ContainerConfig, ContainerHandler, new_container_token, write_token_file
+from tests.imds_support import Recorder, SimpleHolder, running, sample_credentials
 from wire.clock import SystemClock
 from tests.clocks import FixedClock
 from wire.http import HttpRequest

@@ -19,8 +19,8 @@ import trio
 from botocore.exceptions import InvalidIMDSEndpointError, MetadataRetrievalError
 from botocore.utils import InstanceMetadataFetcher, InstanceMetadataRegionFetcher
 
-from metadata_server import ImdsHandler, MetadataConfig, SimpleHolder
-from tests.imds_support import running, sample_credentials
+from metadata_server import ImdsHandler, MetadataConfig
+from tests.imds_support import SimpleHolder, running, sample_credentials
 from wire.clock import SystemClock
 from wire.http import HttpResponse
 from tests.servers import requires_ipv6

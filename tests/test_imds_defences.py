@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from metadata_server import ImdsHandler, MetadataConfig, PeerPolicy, SimpleHolder
-from tests.imds_support import sample_credentials
+from metadata_server import ImdsHandler, MetadataConfig, PeerPolicy
+from tests.imds_support import SimpleHolder, sample_credentials
 from tests.clocks import FixedClock
 from wire.http import HttpRequest
 

@@ -12,9 +12,9 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, SimpleHolder
+from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig
 from metadata_server.imds import _is_credential_path
-from tests.imds_support import sample_credentials
+from tests.imds_support import SimpleHolder, sample_credentials
 from tests.clocks import FixedClock
 from wire.http import HttpRequest, HttpResponse
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from metadata_server import ImdsHandler, MetadataConfig, SimpleHolder
-from tests.imds_support import sample_credentials
+from metadata_server import ImdsHandler, MetadataConfig
+from tests.imds_support import SimpleHolder, sample_credentials
 from tests.clocks import FixedClock
 from wire.http import HttpRequest
 

@@ -10,11 +10,11 @@ import struct
 import pytest
 
 import metadata_server
-from metadata_server import MetadataConfig, PeerPolicy, RoleCredentials, SimpleHolder, TokenSealer
+from metadata_server import MetadataConfig, PeerPolicy, RoleCredentials, TokenSealer
 from metadata_server import peers as peers_module
 from metadata_server.config import ContainerConfig, default_instance_id, normalize_host
 from metadata_server.peers import is_local_address, local_addresses_from_proc
-from tests.imds_support import sample_credentials
+from tests.imds_support import SimpleHolder, sample_credentials
 from metadata_server.tokens import parse_ttl
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

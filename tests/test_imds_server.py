@@ -11,8 +11,8 @@ import struct
 import pytest
 import trio
 
-from metadata_server import MetadataConfig, SimpleHolder, serve_metadata
-from tests.imds_support import http_request, sample_credentials
+from metadata_server import MetadataConfig, serve_metadata
+from tests.imds_support import SimpleHolder, http_request, sample_credentials
 from wire.clock import SystemClock
 from tests.servers import requires_ipv6
 

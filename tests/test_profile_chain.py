@@ -20,8 +20,9 @@ import trio.testing
 
 from agent.errors import MfaError, SourceError, StsError
 from agent.profile_chain import MFA_SESSION_SECONDS, ProfileResolver, session_key
-from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, SimpleHolder, write_token_file
+from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, write_token_file
 from metadata_server.credentials import RoleCredentials
+from tests.imds_support import SimpleHolder
 from tests.laptop_support import code_at, start_laptop, write_profiles
 from tests.servers import start_server
 from wire.http import HttpResponse

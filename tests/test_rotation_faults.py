@@ -28,7 +28,7 @@ import trio
 from agent import rotation as policy
 from agent.rotator import WAKE_INTERVAL, Rotator
 from agent.sts_client import StsClient
-from metadata_server import ImdsHandler, MetadataConfig, SimpleHolder
+from metadata_server import ImdsHandler, MetadataConfig
 from tests.test_sts_ops import ACCOUNT, Kit, allow, trust
 from wire.clock import iso_z
 from wire.http import HttpRequest
@@ -124,7 +124,7 @@ class Sample:
     wall: dt.datetime
     status: int
     doc: dict
-    mirror: object  # what the rotator's SimpleHolder held
+    held: object  # what the rotator last installed (on_change), served or not
     generation: int
     ready: bool
     last_error: str | None
@@ -177,10 +177,10 @@ class World:
             self.attempts.append((start, trio.current_time()))
 
     async def start_agent(self, nursery: trio.Nursery) -> None:
-        """A new agent process: empty holder, new rotator; returns once it is ready."""
+        """A new agent process: a new rotator, holding nothing; returns once it is ready."""
         self.generation += 1
-        generation, self.holder = self.generation, SimpleHolder()
-        self.rotator = Rotator(self.fetch, self.holder, self.clock, random=self.random,
+        generation = self.generation
+        self.rotator = Rotator(self.fetch, self.clock, random=self.random,
                                on_change=lambda c: self.installs.append(
                                    (trio.current_time(), self.clock.now(), c, generation)))
         self.imds = ImdsHandler(MetadataConfig(), self.rotator, self.clock)
@@ -220,11 +220,15 @@ class World:
             if self.generation:
                 status, doc = self.ask()
                 self.samples.append(Sample(trio.current_time(), self.clock.now(), status, doc,
-                                           self.holder.current(), self.generation,
+                                           self.last_install(), self.generation,
                                            self.rotator.ready.is_set(), self.rotator.status().last_error))
             await trio.sleep(SAMPLE_EVERY)
 
     # ---- helpers for checks ------------------------------------------------------------
+
+    def last_install(self):
+        """What the current agent's rotator installed last (None: nothing, or dropped)."""
+        return next((c for _, _, c, g in reversed(self.installs) if g == self.generation), None)
 
     def jumped_within(self, a: float, b: float) -> bool:
         return any(a <= j <= b for j in self.jumps)
@@ -270,7 +274,7 @@ def _check_sample(w: World, s: Sample) -> None:
         life = (expiration - issued).total_seconds()  # 2. half-life: >= 30 min left for 1 h+ sessions
         assert left >= (1800 if life >= 3600 else life / 2) - 1, s
         assert left >= life / 2 - 1, s
-    if s.mirror is not None and not policy.serveable(s.mirror, s.wall):  # the holder lags a jump only briefly
+    if s.held is not None and not policy.serveable(s.held, s.wall):  # held past serveable only briefly after a jump
         assert w.jumped_within(s.mono - WAKE_INTERVAL, s.mono), s
 
 
@@ -334,7 +338,7 @@ async def test_backend_down_longer_than_the_refresh_window(autojump_clock, wall_
     first = w.installs[0][2]
     kept = [s.status for s in w.samples if s.mono < 3540]
     assert kept == [200] * len(kept) and len(kept) >= 350  # the old credentials, served until the margin
-    assert all(s.status == 503 and s.mirror is None for s in w.samples if 3540 < s.mono < 3 * 3600)
+    assert all(s.status == 503 and s.held is None for s in w.samples if 3540 < s.mono < 3 * 3600)
     assert w.installs[1] == (pytest.approx(3540), first.expiration - policy.SERVE_MARGIN, None, 1)
     assert 3 * 3600 <= w.installs[2][0] <= 3 * 3600 + RECOVERY
 

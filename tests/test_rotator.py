@@ -16,7 +16,7 @@ import trio
 from agent import rotation as policy
 from agent.errors import StsError, StsUnavailable
 from agent.rotator import WAKE_INTERVAL, Rotator, RotatorStatus
-from metadata_server.credentials import CredentialHolder, RoleCredentials, SimpleHolder
+from metadata_server.credentials import CredentialHolder, RoleCredentials
 from tests.conftest import EPOCH
 
 HOUR = 3600.0
@@ -69,10 +69,9 @@ class ScriptedFetch:
             self.in_flight -= 1
 
 
-def make(wall_clock, fetch, **kwargs) -> tuple[Rotator, SimpleHolder]:
-    holder = SimpleHolder()
+def make(wall_clock, fetch, **kwargs) -> Rotator:
     kwargs.setdefault("random", Draw(0.0))
-    return Rotator(fetch, holder, wall_clock, **kwargs), holder
+    return Rotator(fetch, wall_clock, **kwargs)
 
 
 def left(creds: RoleCredentials, clock) -> float:
@@ -84,24 +83,24 @@ def left(creds: RoleCredentials, clock) -> float:
 async def test_holder_stays_empty_until_the_first_credentials_then_ready(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, StsUnavailable("AssumeRole", "connection refused"),
                           StsUnavailable("AssumeRole", "connection refused"))
-    rotator, holder = make(wall_clock, fetch)
+    rotator = make(wall_clock, fetch)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(rotator.run)
         await trio.sleep(0.2)  # first attempt failed; backing off
-        assert holder.current() is None and rotator.current() is None
+        assert rotator.current() is None and rotator.current() is None
         assert not rotator.ready.is_set() and not rotator.status().ready
         await rotator.ready.wait()
         assert len(fetch.calls) == 3 and trio.current_time() < 5  # fast start-up retries
-        assert holder.current() is rotator.current() is not None
+        assert rotator.current() is rotator.current() is not None
         nursery.cancel_scope.cancel()
 
 
 async def test_start_returns_only_once_credentials_are_held(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, *[StsUnavailable("AssumeRole", "down")] * 6)
-    rotator, holder = make(wall_clock, fetch)
+    rotator = make(wall_clock, fetch)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
-        assert holder.current() is not None and len(fetch.calls) == 7 and rotator.ready.is_set()
+        assert rotator.current() is not None and len(fetch.calls) == 7 and rotator.ready.is_set()
         assert isinstance(rotator, CredentialHolder)
         nursery.cancel_scope.cancel()
 
@@ -114,7 +113,7 @@ async def test_start_returns_only_once_credentials_are_held(autojump_clock, wall
 ])
 async def test_refresh_at_half_life_with_jitter(autojump_clock, wall_clock, draw, lifetime, lead, expected):
     fetch = ScriptedFetch(wall_clock, lifetime=lifetime)
-    rotator, _ = make(wall_clock, fetch, random=Draw(draw), refresh_before_expiry=lead)
+    rotator = make(wall_clock, fetch, random=Draw(draw), refresh_before_expiry=lead)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         assert rotator.status().next_refresh == EPOCH + dt.timedelta(seconds=expected)
@@ -127,11 +126,11 @@ async def test_six_hours_of_rotation_never_serve_under_30_minutes(autojump_clock
     import random
 
     fetch = ScriptedFetch(wall_clock)
-    rotator, holder = make(wall_clock, fetch, random=random.Random(5))
+    rotator = make(wall_clock, fetch, random=random.Random(5))
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         for _ in range(6 * 360):
-            assert left(holder.current(), wall_clock) >= 30 * 60
+            assert left(rotator.current(), wall_clock) >= 30 * 60
             await trio.sleep(10)
         nursery.cancel_scope.cancel()
     gaps = [b - a for a, b in zip(fetch.calls, fetch.calls[1:])]
@@ -142,7 +141,7 @@ async def test_six_hours_of_rotation_never_serve_under_30_minutes(autojump_clock
 
 async def test_a_thousand_concurrent_refresh_now_calls_make_one_fetch(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, delay=2.0)
-    rotator, _ = make(wall_clock, fetch)
+    rotator = make(wall_clock, fetch)
     results = []
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
@@ -162,14 +161,14 @@ async def test_a_thousand_concurrent_refresh_now_calls_make_one_fetch(autojump_c
 
 async def test_a_thousand_readers_across_a_rotation_always_see_valid_credentials(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, delay=3.0)
-    rotator, holder = make(wall_clock, fetch, random=Draw(0.5))  # refresh due at 1623 s (fetch 3 s)
+    rotator = make(wall_clock, fetch, random=Draw(0.5))  # refresh due at 1623 s (fetch 3 s)
     seen = []
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
 
         async def client(at: float):
             await trio.sleep_until(at)
-            seen.append(holder.current())
+            seen.append(rotator.current())
 
         with trio.fail_after(1800):
             async with trio.open_nursery() as clients:
@@ -202,7 +201,7 @@ class RoleFetch:
 
 async def test_a_change_while_a_fetch_is_in_flight_gets_a_fetch_of_its_own_right_after(autojump_clock, wall_clock):
     fetch = RoleFetch(wall_clock)
-    rotator, holder = make(wall_clock, fetch)
+    rotator = make(wall_clock, fetch)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         due = (rotator.status().next_refresh - wall_clock.now()).total_seconds()
@@ -210,7 +209,7 @@ async def test_a_change_while_a_fetch_is_in_flight_gets_a_fetch_of_its_own_right
         assert [role for _, role in fetch.calls] == ["old-role", "old-role"]
         fetch.role, asked = "new-role", trio.current_time()  # SIGHUP: the daemon switched the role
         got = await rotator.refresh_now(changed=True)
-        assert got.role_name == "new-role" and holder.current().role_name == "new-role"
+        assert got.role_name == "new-role" and rotator.current().role_name == "new-role"
         assert [role for _, role in fetch.calls] == ["old-role", "old-role", "new-role"]
         assert fetch.calls[2][0] == pytest.approx(asked + 4)  # as soon as the old-role fetch ended
         assert trio.current_time() == pytest.approx(asked + 9)
@@ -221,7 +220,7 @@ async def test_a_change_while_a_fetch_is_in_flight_gets_a_fetch_of_its_own_right
 
 async def test_a_plain_refresh_still_joins_the_fetch_in_flight(autojump_clock, wall_clock):
     fetch = RoleFetch(wall_clock)
-    rotator, _ = make(wall_clock, fetch)
+    rotator = make(wall_clock, fetch)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         due = (rotator.status().next_refresh - wall_clock.now()).total_seconds()
@@ -235,7 +234,7 @@ async def test_a_plain_refresh_still_joins_the_fetch_in_flight(autojump_clock, w
 async def test_a_change_is_fetched_at_once_even_while_backing_off(autojump_clock, wall_clock):
     denied = StsError("AssumeRole", "AccessDenied", "not authorized", 403, "req-1")
     fetch = RoleFetch(wall_clock, delay=1.0, fail=denied)
-    rotator, holder = make(wall_clock, fetch, random=Draw(0.9))  # a non-retryable error then waits 270 s
+    rotator = make(wall_clock, fetch, random=Draw(0.9))  # a non-retryable error then waits 270 s
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         due = (rotator.status().next_refresh - wall_clock.now()).total_seconds()
@@ -244,7 +243,7 @@ async def test_a_change_is_fetched_at_once_even_while_backing_off(autojump_clock
         fetch.role, asked = "new-role", trio.current_time()  # the operator fixed the role and reloaded
         got = await rotator.refresh_now(changed=True)
         assert got.role_name == "new-role" and trio.current_time() == pytest.approx(asked + 1)
-        assert holder.current().role_name == "new-role" and rotator.status().last_error is None
+        assert rotator.current().role_name == "new-role" and rotator.status().last_error is None
         nursery.cancel_scope.cancel()
 
 
@@ -255,12 +254,12 @@ async def test_failures_keep_the_old_credentials_and_back_off(autojump_clock, wa
     throttled = StsError("AssumeRole", "Throttling", "Rate exceeded", 400, "req-1")
     fetch = ScriptedFetch(wall_clock, 3600, *[throttled] * 8)
     changes = []
-    rotator, holder = make(wall_clock, fetch, random=Draw(0.9), on_change=changes.append)
+    rotator = make(wall_clock, fetch, random=Draw(0.9), on_change=changes.append)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
-        first = holder.current()
+        first = rotator.current()
         await trio.sleep(1500)  # refresh due at 1476 s
-        assert holder.current() is first and rotator.status().last_error == "Throttling: Rate exceeded"
+        assert rotator.current() is first and rotator.status().last_error == "Throttling: Rate exceeded"
         await trio.sleep(1000)
         nursery.cancel_scope.cancel()
     gaps = [b - a for a, b in zip(fetch.calls[1:], fetch.calls[2:])]
@@ -274,13 +273,13 @@ async def test_failures_keep_the_old_credentials_and_back_off(autojump_clock, wa
 async def test_expired_credentials_are_dropped_not_served(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, 3600, then=StsUnavailable("AssumeRole", "down"))
     dropped_at = []
-    rotator, holder = make(wall_clock, fetch, random=Draw(0.9),
+    rotator = make(wall_clock, fetch, random=Draw(0.9),
                            on_change=lambda c: c is None and dropped_at.append(wall_clock.now()))
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         await trio.sleep(2 * HOUR)
         nursery.cancel_scope.cancel()
-    assert holder.current() is None and not rotator.status().ready
+    assert rotator.current() is None and not rotator.status().ready
     assert dropped_at == [EPOCH + dt.timedelta(seconds=HOUR) - policy.SERVE_MARGIN]
     after = [t for t in fetch.calls if t > HOUR]
     assert max(b - a for a, b in zip(after, after[1:])) <= policy.STARTUP_CAP  # clients are refused: retry fast
@@ -289,21 +288,21 @@ async def test_expired_credentials_are_dropped_not_served(autojump_clock, wall_c
 async def test_credentials_expiring_during_a_slow_fetch_are_dropped_on_time(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, 3600, ("slow", 3000))
     dropped = []
-    rotator, holder = make(wall_clock, fetch, fetch_timeout=3000,  # the refresh at 1800 hangs until 4800
+    rotator = make(wall_clock, fetch, fetch_timeout=3000,  # the refresh at 1800 hangs until 4800
                            on_change=lambda c: c is None and dropped.append(trio.current_time()))
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         await trio.sleep(3541)
-        assert holder.current() is None and rotator.current() is None and len(fetch.calls) == 2
+        assert rotator.current() is None and rotator.current() is None and len(fetch.calls) == 2
         await trio.sleep(1300)
-        assert holder.current() is not None
+        assert rotator.current() is not None
         nursery.cancel_scope.cancel()
     assert dropped == [3600 - policy.SERVE_MARGIN.total_seconds()]
 
 
 async def test_a_hung_fetch_times_out_and_is_retried(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, ("slow", 10_000))
-    rotator, holder = make(wall_clock, fetch, fetch_timeout=20)
+    rotator = make(wall_clock, fetch, fetch_timeout=20)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         assert trio.current_time() == pytest.approx(20.5) and len(fetch.calls) == 2
@@ -313,7 +312,7 @@ async def test_a_hung_fetch_times_out_and_is_retried(autojump_clock, wall_clock)
 async def test_non_retryable_errors_wait_the_cap(autojump_clock, wall_clock):
     denied = StsError("AssumeRole", "AccessDenied", "not authorized", 403)
     fetch = ScriptedFetch(wall_clock, 6 * HOUR, denied, denied)
-    rotator, _ = make(wall_clock, fetch, random=Draw(0.5))
+    rotator = make(wall_clock, fetch, random=Draw(0.5))
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         await trio.sleep(4 * HOUR)
@@ -323,14 +322,14 @@ async def test_non_retryable_errors_wait_the_cap(autojump_clock, wall_clock):
 
 async def test_short_credentials_expiring_before_those_held_are_not_installed(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, 3600, 500, 3600)
-    rotator, holder = make(wall_clock, fetch, random=Draw(0.0))
+    rotator = make(wall_clock, fetch, random=Draw(0.0))
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         await trio.sleep(1800.2)  # the refresh got 500-s credentials; the retry is due 0.5 s later
-        assert holder.current().access_key_id.endswith("1")
+        assert rotator.current().access_key_id.endswith("1")
         assert rotator.status().last_error.startswith("ShortAndNotNewer: ASIA0000000000000002 expire ")
         await trio.sleep(5)
-        assert holder.current().access_key_id.endswith("3") and rotator.status().last_error is None
+        assert rotator.current().access_key_id.endswith("3") and rotator.status().last_error is None
         nursery.cancel_scope.cancel()
 
 
@@ -339,12 +338,12 @@ async def test_a_broken_on_change_callback_does_not_stop_rotation(autojump_clock
         raise RuntimeError("observer bug")
 
     fetch = ScriptedFetch(wall_clock)
-    rotator, holder = make(wall_clock, fetch, on_change=boom)
+    rotator = make(wall_clock, fetch, on_change=boom)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         await trio.sleep(2 * HOUR + 1)
         nursery.cancel_scope.cancel()
-    assert len(fetch.calls) == 5 and holder.current() is not None
+    assert len(fetch.calls) == 5 and rotator.current() is not None
     assert "on_change callback failed" in caplog.text
 
 
@@ -352,7 +351,7 @@ async def test_a_broken_on_change_callback_does_not_stop_rotation(autojump_clock
 
 async def test_wall_clock_jump_forward_triggers_an_immediate_recheck(autojump_clock, wall_clock, caplog):
     fetch = ScriptedFetch(wall_clock, lifetime=6 * HOUR)
-    rotator, holder = make(wall_clock, fetch)
+    rotator = make(wall_clock, fetch)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         await trio.sleep(600)
@@ -360,14 +359,14 @@ async def test_wall_clock_jump_forward_triggers_an_immediate_recheck(autojump_cl
         jumped = trio.current_time()
         await trio.sleep(WAKE_INTERVAL + 1)
         assert len(fetch.calls) == 2 and fetch.calls[1] - jumped <= WAKE_INTERVAL
-        assert left(holder.current(), wall_clock) > 5.9 * HOUR
+        assert left(rotator.current(), wall_clock) > 5.9 * HOUR
         nursery.cancel_scope.cancel()
     assert "wall clock jumped +14400s" in caplog.text
 
 
 async def test_wall_clock_jump_backward_reschedules_by_the_wall_clock(autojump_clock, wall_clock, caplog):
     fetch = ScriptedFetch(wall_clock)
-    rotator, holder = make(wall_clock, fetch)
+    rotator = make(wall_clock, fetch)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         await trio.sleep(600)
@@ -382,7 +381,7 @@ async def test_wall_clock_jump_backward_reschedules_by_the_wall_clock(autojump_c
 
 async def test_resume_from_sleep_with_expired_credentials(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock)
-    rotator, holder = make(wall_clock, fetch)
+    rotator = make(wall_clock, fetch)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         await trio.sleep(300)
@@ -391,13 +390,13 @@ async def test_resume_from_sleep_with_expired_credentials(autojump_clock, wall_c
         resumed = trio.current_time()
         await trio.sleep(WAKE_INTERVAL + 1)
         assert fetch.calls[1] - resumed <= WAKE_INTERVAL
-        assert left(holder.current(), wall_clock) == pytest.approx(HOUR, abs=WAKE_INTERVAL + 1)
+        assert left(rotator.current(), wall_clock) == pytest.approx(HOUR, abs=WAKE_INTERVAL + 1)
         nursery.cancel_scope.cancel()
 
 
 async def test_resume_while_backing_off_retries_at_once(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, 3600, then=StsUnavailable("AssumeRole", "down"))
-    rotator, holder = make(wall_clock, fetch, random=Draw(0.99))
+    rotator = make(wall_clock, fetch, random=Draw(0.99))
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         await trio.sleep(1800 + 600)  # a long backoff sleep is under way
@@ -412,7 +411,7 @@ async def test_resume_while_backing_off_retries_at_once(autojump_clock, wall_clo
 
 async def test_status_snapshot(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock, StsUnavailable("AssumeRole", "connection refused"))
-    rotator, _ = make(wall_clock, fetch, role_arn="arn:aws:iam::123456789012:role/app", random=Draw(0.5))
+    rotator = make(wall_clock, fetch, role_arn="arn:aws:iam::123456789012:role/app", random=Draw(0.5))
     before = rotator.status()
     assert before == RotatorStatus(False, "arn:aws:iam::123456789012:role/app", None, None, None, None, None)
     async with trio.open_nursery() as nursery:
@@ -431,9 +430,9 @@ async def test_status_snapshot(autojump_clock, wall_clock):
     assert SECRET not in repr(status) and TOKEN not in repr(status)
 
 
-async def test_the_rotator_is_a_holder_without_a_mirror(autojump_clock, wall_clock):
+async def test_an_explicit_refresh_point(autojump_clock, wall_clock):
     fetch = ScriptedFetch(wall_clock)
-    rotator = Rotator(fetch, None, wall_clock, refresh_before_expiry=1200, random=Draw(0.0))
+    rotator = Rotator(fetch, wall_clock, refresh_before_expiry=1200, random=Draw(0.0))
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         assert rotator.current() is not None

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from metadata_server import ImdsHandler, MetadataConfig, SimpleHolder
-from tests.imds_support import Recorder, running, sample_credentials
+from metadata_server import ImdsHandler, MetadataConfig
+from tests.imds_support import Recorder, SimpleHolder, running, sample_credentials
 from wire.clock import SystemClock
 
 pytestmark = pytest.mark.interop

@@ -14,8 +14,8 @@ from botocore.credentials import ContainerProvider, InstanceMetadataProvider, cr
 from botocore.exceptions import MetadataRetrievalError
 from botocore.session import Session
 
-from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, SimpleHolder, write_token_file
-from tests.imds_support import Recorder, running, sample_credentials
+from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, write_token_file
+from tests.imds_support import Recorder, SimpleHolder, running, sample_credentials
 from wire.clock import SystemClock
 from wire.http import HttpResponse
 from tests.servers import requires_ipv6

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, SimpleHolder, write_token_file
-from tests.imds_support import Recorder, running, sample_credentials
+from metadata_server import ContainerHandler, ImdsHandler, MetadataConfig, write_token_file
+from tests.imds_support import Recorder, SimpleHolder, running, sample_credentials
 from wire.clock import SystemClock
 from wire.http import HttpResponse
 

@@ -117,6 +117,8 @@ def parse_config(text: str, path: str, *, environ: Mapping[str, str] | None = No
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ConfigError(path, "", "not valid TOML: arrays or tables nested too deeply") from None
     tables = read_sections(path, document)
     base_dir = os.path.dirname(os.path.abspath(path))
     sts = parse_sts(tables["sts"], base_dir)

@@ -28,12 +28,22 @@ the first credentials. Stopping (a signal or ``AgentHandle.stop()``) sends
 ``STOPPING=1``, shuts the HTTP servers down gracefully (no new connections,
 requests in progress finish), then cancels the rest; ``run_agent`` returns.
 
-SIGHUP re-reads the file with ``load_config``. A bad file is one logged line and
-the running configuration stays. A good one is applied where it can be at run
+SIGHUP re-reads the file with ``load_config``, in a worker thread. A bad file
+(or any failure of re-reading it) is one logged line and the running
+configuration stays. A good one is applied where it can be at run
 time — a new or re-read credential source, and ``[role]`` (used from the next
 refresh, which a new role ARN triggers at once) — and the log line names what
 needs a restart (``[sts]``, ``[metadata]``, ``[container]``, the control socket,
 ``refresh_before_expiry_seconds``).
+
+What may end the process: only what is wrong at start (the container token's
+directory is not private, a listen address or the control socket cannot be
+bound, another agent owns the socket). Once started, each task of the root
+nursery outlives its inputs: a connection's failure ends that connection
+(``wire.serve``, ``agent.control``, both accepting through
+``wire.serve.accept_retrying``); a fetch's failure is retried with the old
+credentials kept (``agent.rotator``); a reload's failure keeps the old
+configuration; sd_notify failures are ignored (``agent.sdnotify``).
 """
 
 from __future__ import annotations
@@ -60,6 +70,7 @@ from metadata_server import ContainerHandler, RoleCredentials, write_token_file
 from metadata_server.server import METADATA_LIMITS, imds_server
 from wire.clock import SystemClock, WallClock, iso_z
 from wire.listeners import inherited_listeners, open_tcp_listeners
+from wire.private_files import private_dir
 from wire.serve import Server
 
 __all__ = ["AgentHandle", "SHUTDOWN_GRACE", "raise_open_file_limit", "run_agent", "status_document"]
@@ -130,17 +141,29 @@ _RESTART_ONLY = (("sts", "[sts]"), ("metadata", "[metadata]"), ("container", "[c
                  ("control_socket", "[agent] control_socket"))
 
 
-def _reload(old: AgentConfig, fetcher: _Fetcher) -> AgentConfig | None:
-    """Apply what can change at run time from a re-read file; None when it is unusable."""
+def _read_for_reload(old: AgentConfig, fetcher: _Fetcher):
+    """The re-read file and the credential source it names (file I/O: run in a worker thread)."""
+    new = load_config(old.path)
+    if new.source == old.source:
+        fetcher.source.reload()
+        return new, fetcher.source
+    return new, fetcher.build(new)
+
+
+async def _reload(old: AgentConfig, fetcher: _Fetcher) -> AgentConfig | None:
+    """Apply what can change at run time from a re-read file; None when it is unusable.
+
+    The reading happens off the event loop, and no failure of it ends the agent:
+    whatever goes wrong, the running configuration stays.
+    """
     try:
-        new = load_config(old.path)
-        if new.source == old.source:
-            fetcher.source.reload()
-            source = fetcher.source
-        else:
-            source = fetcher.build(new)
+        new, source = await trio.to_thread.run_sync(_read_for_reload, old, fetcher)
     except AgentError as exc:
         log.error("reload failed, the running configuration stays: %s", exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - only the type: an unexpected message might quote the file
+        log.error("reload failed, the running configuration stays: unexpected %s reading %s",
+                  type(exc).__name__, old.path)
         return None
     restart = [label for name, label in _RESTART_ONLY if getattr(new, name) != getattr(old, name)]
     if new.role.refresh_before_expiry_seconds != old.role.refresh_before_expiry_seconds:
@@ -186,6 +209,9 @@ class _Agent:
         self.servers: list[tuple[Server, trio.Event]] = []
 
     async def run(self, inherited, handle_signals: bool, task_status) -> None:
+        container = self.config.container
+        if container is not None and container.token_file:  # a secret: checked before anything is bound
+            private_dir(os.path.dirname(container.token_file), create=False)
         async with self.fetcher.client, trio.open_nursery() as nursery:
             self.nursery = nursery
             if handle_signals:
@@ -329,7 +355,7 @@ class _Agent:
             task_status.started()
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    self._reload()
+                    await self._reload()
                     continue
                 log.info("%s received", signal.Signals(signum).name)
                 self.stop.set()
@@ -338,9 +364,9 @@ class _Agent:
     def _status(self) -> dict:
         return status_document(self.rotator, self.fetcher.served_arn, self.fetcher.mfa)
 
-    def _reload(self) -> None:
+    async def _reload(self) -> None:
         old = self.config
-        self.config = _reload(old, self.fetcher) or old
+        self.config = await _reload(old, self.fetcher) or old
         if self.config.role.arn != old.role.arn:
             # serve the new role at once: not from an attempt already in flight for the old one
             self.nursery.start_soon(partial(self.rotator.refresh_now, changed=True))
@@ -397,7 +423,8 @@ async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(
         task_status: receives an ``AgentHandle`` once the listeners are bound.
 
     Raises:
-        OSError: a listen address or the control socket could not be set up.
+        OSError: a listen address or the control socket could not be set up, or the
+            container token file's directory is not private (``wire.private_files.UnsafeDirectory``).
         agent.control.ControlError: another agent owns the control socket.
         agent.errors.SourceError: the credential source is unusable at start.
     """

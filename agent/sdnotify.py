@@ -70,14 +70,14 @@ class Notifier:
         """Send ``KEY=VALUE`` fields as one datagram; True when sent."""
         if self._address is None:
             return False
-        message = "\n".join(field.replace("\n", " ") for field in fields).encode()
+        message = "\n".join(field.replace("\n", " ") for field in fields).encode(errors="replace")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.connect(self._address)
                 sock.sendall(message)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL or unencodable NOTIFY_SOCKET
             if not self._warned:
-                log.debug("sd_notify failed: %s", exc.strerror or type(exc).__name__)
+                log.debug("sd_notify failed: %s", getattr(exc, "strerror", None) or type(exc).__name__)
                 self._warned = True
             return False
         return True

@@ -211,7 +211,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> None:
                 nursery.start_soon(_announce(agent, sts_url, announcing))
                 async for signum in signals:
                     if signum == signal.SIGHUP:  # logrotate moved the audit log
-                        reopen_audit(audit)
+                        await trio.to_thread.run_sync(reopen_audit, audit)  # may wait on the writer thread
                         continue
                     log.info("%s received: stopping", signal.Signals(signum).name)
                     break

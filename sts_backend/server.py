@@ -102,7 +102,7 @@ async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl
                 else:
                     async for signum in signals:
                         if signum == signal.SIGHUP:
-                            reopen_audit(getattr(handler, "audit", None))
+                            await trio.to_thread.run_sync(reopen_audit, getattr(handler, "audit", None))
                             continue
                         log.info("%s: shutting down", signal.Signals(signum).name)
                         break

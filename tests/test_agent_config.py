@@ -469,6 +469,11 @@ def test_toml_syntax_error_is_one_line():
     assert message.startswith(f"{PATH}: not valid TOML: ") and "line 1" in message
 
 
+@pytest.mark.parametrize("nesting", ["[" * 5000, "{a=" * 5000])
+def test_deep_nesting_is_one_line_not_a_recursion_error(nesting):
+    assert refusal(toml() + "x = " + nesting) == f"{PATH}: not valid TOML: arrays or tables nested too deeply"
+
+
 def test_secret_file_problems(tmp_path):
     empty, two_words = tmp_path / "empty", tmp_path / "two"
     empty.write_text("\n")

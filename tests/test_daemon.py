@@ -311,6 +311,15 @@ async def test_sighup_reloads_applies_the_role_and_keeps_running_on_a_bad_file(n
         while "reload failed" not in caplog.text:
             await trio.sleep(0.02)
     assert '[metadata] tokens' in caplog.text
+    good = path.read_text()
+    caplog.clear()
+    path.write_text(good + "x = " + "[" * 5000)  # tomllib's recursion: one line, the agent stays
+    os.kill(os.getpid(), signal.SIGHUP)
+    with trio.fail_after(5):
+        while "reload failed" not in caplog.text:
+            await trio.sleep(0.02)
+    assert "nested too deeply" in caplog.text and (await imds_credentials(agent.metadata[0]))[0] == 200
+    path.write_text(good)
     path.write_text(path.read_text().replace('"sometimes"', '"optional"').replace(
         'session_name = "test-agent"', 'session_name = "renamed"'))
     os.kill(os.getpid(), signal.SIGHUP)
@@ -324,6 +333,33 @@ async def test_sighup_reloads_applies_the_role_and_keeps_running_on_a_bad_file(n
     with trio.fail_after(5):
         await done.wait()
     assert "SIGTERM received" in caplog.text
+
+
+async def test_reload_reads_off_the_loop_and_no_failure_ends_the_agent(tmp_path, short_dir, monkeypatch, caplog):
+    """Whatever re-reading raises (not only AgentError), the old configuration stays; it never runs on the loop."""
+    import threading
+
+    from agent import daemon
+
+    account = DemoAccount("123456789012", Keys("AKIAADMINADMINADMIN1", "a" * 40),
+                          Keys("AKIAAGENTAGENTAGENT1", "s" * 40), Keys("AKIADEMODEMODEMODEM1", "d" * 40),
+                          "arn:aws:iam::123456789012:role/x", "arn:aws:iam::123456789012:role/y",
+                          "arn:aws:iam::123456789012:mfa/d", "JBSWY3DPEHPK3PXP")
+    config = load_config(str(agent_config(short_dir, "http://127.0.0.1:9", account)), environ={})
+    fetcher = daemon._Fetcher(config, SystemClock(), None)
+    threads = []
+
+    def reload_source():
+        threads.append(threading.current_thread())
+        raise RuntimeError("not an AgentError, and a message that must not be logged")
+
+    monkeypatch.setattr(fetcher.source, "reload", reload_source)
+    with caplog.at_level("ERROR", logger="rolecall.agent"):
+        assert await daemon._reload(config, fetcher) is None
+    assert threads and threads[0] is not threading.main_thread()
+    assert "unexpected RuntimeError" in caplog.text and "must not be logged" not in caplog.text
+    monkeypatch.undo()
+    assert (await daemon._reload(config, fetcher)).role == config.role
 
 
 # ---- `rolecall agent serve` as a subprocess (real time) ------------------------------------

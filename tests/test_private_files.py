@@ -113,3 +113,21 @@ async def test_the_control_socket_refuses_a_directory_of_another_user(tmp_path):
     os.chown(theirs, NOBODY, NOBODY)
     with pytest.raises(UnsafeDirectory, match=f"belongs to uid {NOBODY}"):
         await serve_control(theirs / "agent.sock", lambda request, uid: {})
+
+
+def test_the_agent_refuses_a_container_token_directory_others_can_write(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40)
+    secret.chmod(0o600)
+    config = tmp_path / "agent.toml"
+    config.write_text('[sts]\nendpoint_url = "http://127.0.0.1:9"\nregion = "us-east-1"\n\n'
+                      f'[source]\naccess_key_id = "AKIAAGENTAGENTAGENT1"\nsecret_access_key_file = "{secret}"\n\n'
+                      '[role]\narn = "arn:aws:iam::123456789012:role/x"\n\n[metadata]\nlisten = ["127.0.0.1:0"]\n\n'
+                      f'[container]\ntoken_file = "{shared / "token"}"\n\n'
+                      f'[agent]\ncontrol_socket = "{tmp_path / "agent.sock"}"\n')
+    line = one_line(rolecall("agent", "serve", "--config", str(config)))
+    assert f"{shared} is writable by others (mode 777)" in line
+    assert not (shared / "token").exists()

@@ -90,3 +90,9 @@ async def test_watchdog_returns_at_once_without_a_watchdog(notify_socket):
     path, _ = notify_socket
     with trio.fail_after(1):
         await Notifier(environ={"NOTIFY_SOCKET": path}, pid=1).run_watchdog()
+
+
+@pytest.mark.parametrize("address", ["/run/a\0b", "@" + "x" * 200, "/" + "d" * 300])
+def test_an_unusable_notify_socket_is_never_fatal(address):
+    notifier = Notifier(environ={"NOTIFY_SOCKET": address}, pid=1)
+    assert notifier.enabled and notifier.ready("status \udcff") is False and notifier.stopping() is False

@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 JS_DIR  := tests/interop/js
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test bench venv node model clean
+.PHONY: run test bench soak venv node model clean
 
 # constraints.txt pins the AWS SDK (botocore/boto3/awscli) the tests and `make model` use.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -73,6 +73,11 @@ bench: venv
 	$(call need_deb,wrk,wrk)
 	$(call need_deb,taskset,util-linux)
 	$(PY) bench/run.py
+
+# A million generated requests against `rolecall up` over real sockets (tools/soak.py):
+# not in CI, about ten minutes; fails on a crash, an undocumented 5xx or a leaked secret.
+soak: venv
+	$(PY) tools/soak.py
 
 clean:
 	rm -rf $(VENV) $(JS_DIR)/node_modules .pytest_cache .hypothesis

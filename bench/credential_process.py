@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -30,38 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from sandbox import ROLECALL, isolated_env, start_up
+
 BENCHMARK = "rolecall credential-process (warm cache) and --help against python -c pass"
-
-BIN = Path(sys.executable).parent
-ROLECALL = BIN / "rolecall"
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), XDG_CACHE_HOME=str(home / "cache"),
-               XDG_CONFIG_HOME=str(home / "config"), XDG_RUNTIME_DIR=str(home / "run"),
-               AWS_CONFIG_FILE=str(home / ".aws" / "config"), AWS_SHARED_CREDENTIALS_FILE=str(home / ".aws" / "none"),
-               AWS_EC2_METADATA_DISABLED="true", ROLECALL_KEYRING_PASSPHRASE="bench passphrase",
-               PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", NO_PROXY="*")
-    return env
-
-
-def _start_up(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen, dict[str, str]]:
-    up = subprocess.Popen([str(ROLECALL), "up", "--imds-listen", "127.0.0.1:0", "--sts-listen", "127.0.0.1:0"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    exports = {}
-    deadline = time.monotonic() + 60
-    while len(exports) < 5 and time.monotonic() < deadline:
-        line = up.stdout.readline()
-        if not line:
-            break
-        name, _, value = line.strip().removeprefix("export ").partition("=")
-        exports[name] = value
-    if len(exports) < 5:
-        up.kill()
-        raise SystemExit("rolecall up did not start")
-    return up, exports
-
 
 def _prepare(home: Path, env: dict[str, str]) -> None:
     demo = json.loads((home / "data" / "rolecall" / "up" / "demo.json").read_text())
@@ -96,8 +66,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="rolecall-bench-") as name:
         home = Path(name)
         (home / "run").mkdir(mode=0o700)
-        env = _env(home)
-        up, exports = _start_up(home, env)
+        env = isolated_env(home, ROLECALL_KEYRING_PASSPHRASE="bench passphrase")
+        up, exports = start_up(env)
         try:
             env.update(exports)
             _prepare(home, env)

@@ -14,12 +14,13 @@ the AWS error code, never a secret.
 # Theory of operation
 # -------------------
 # One task, ``run``, does every fetch; nothing else ever calls ``fetch``. That
-# alone gives invariant 5 (one STS call at a time): ``refresh_now`` only
-# asks the loop for an attempt and waits on that attempt's completion event, so any number of concurrent callers share one fetch. A
-# caller whose request changed (``refresh_now(changed=True)``: a reload named
-# another role) must not share an attempt that began before the change: a
-# generation counter, bumped by such a call and recorded by each attempt at its
-# start, makes the loop attempt again as soon as the stale one ends.
+# alone gives invariant 5 (one STS call at a time): ``refresh_now`` only asks
+# the loop for an attempt and waits on that attempt's completion event, so any
+# number of concurrent callers share one fetch. A caller whose request changed
+# (``refresh_now(changed=True)``: a reload named another role) must not share an
+# attempt that began before the change: a generation counter, bumped by such a
+# call and recorded by each attempt at its start, makes the loop attempt again
+# as soon as the stale one ends.
 #
 # The loop, on every wake:
 #   1. look at both clocks; if the wall clock moved more than the monotonic one

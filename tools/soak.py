@@ -31,7 +31,7 @@ It reports, and exits non-zero unless the first three are 0:
 and, as figures: requests per input and status, stalls (no answer within 10 s),
 and each server's resident memory (VmRSS) after warm-up, at the end and at peak.
 
-    .venv/bin/python tools/soak.py [--requests 1000000] [--workers N] [--seed S]
+    .venv/bin/python tools/soak.py [--requests 1000000] [--workers N] [--seed S] [--inputs imds,sts]
 """
 
 from __future__ import annotations
@@ -343,7 +343,8 @@ class Secrets:
 
 
 class Worker:
-    def __init__(self, index: int, seed: int, targets: dict, account: dict, admin: dict) -> None:
+    def __init__(self, index: int, seed: int, targets: dict, account: dict, admin: dict, inputs: list[str]) -> None:
+        self.inputs = inputs
         self.rng = random.Random(seed * 1000 + index)
         self.targets = targets
         self.account = account
@@ -554,7 +555,7 @@ class Worker:
 
     def run(self, count: int, progress) -> dict:
         self.refresh_state()
-        surfaces, weights = list(WEIGHTS), list(WEIGHTS.values())
+        surfaces, weights = self.inputs, [WEIGHTS[s] for s in self.inputs]
         for i in range(count):
             if i % 1000 == 999:
                 with progress.get_lock():
@@ -584,8 +585,9 @@ class Worker:
                 "stalls": self.stalls, "leaks": self.leaks, "bad_5xx": self.bad_5xx}
 
 
-def _work(index: int, seed: int, targets: dict, account: dict, admin: dict, count: int, out, progress) -> None:
-    out.put(Worker(index, seed, targets, account, admin).run(count, progress))
+def _work(index: int, seed: int, targets: dict, account: dict, admin: dict, count: int, out, progress,
+          inputs: list[str]) -> None:
+    out.put(Worker(index, seed, targets, account, admin, inputs).run(count, progress))
 
 
 def _check_the_checker(account: dict, admin: dict) -> None:
@@ -606,7 +608,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2))
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--inputs", type=lambda text: text.split(","), default=list(WEIGHTS),
+                        help=f"a comma-separated subset of {','.join(WEIGHTS)} (default: all)")
     args = parser.parse_args(argv)
+    if unknown := set(args.inputs) - set(WEIGHTS):
+        parser.error(f"--inputs: unknown {', '.join(sorted(unknown))} (known: {', '.join(WEIGHTS)})")
     print(f"soak: {args.requests:,} requests, {args.workers} workers, seed {args.seed}", flush=True)
     with tempfile.TemporaryDirectory(prefix="rolecall-soak-") as name:
         home = Path(name)
@@ -654,7 +660,7 @@ def _soak(args, processes: dict, targets: dict, account: dict, admin: dict) -> i
     ctx = get_context("fork")
     out, progress = ctx.Queue(), ctx.Value("q", 0)
     share = [args.requests // args.workers + (i < args.requests % args.workers) for i in range(args.workers)]
-    workers = [ctx.Process(target=_work, args=(i, args.seed, targets, account, admin, n, out, progress))
+    workers = [ctx.Process(target=_work, args=(i, args.seed, targets, account, admin, n, out, progress, args.inputs))
                for i, n in enumerate(share)]
     started = time.monotonic()
     for w in workers:

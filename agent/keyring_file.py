@@ -40,7 +40,7 @@ from keyring.backend import KeyringBackend
 from keyring.errors import KeyringError, KeyringLocked, PasswordDeleteError
 
 from agent.tty import NoTerminal, ask
-from wire.private_files import write_private
+from wire.private_files import private_dir, write_private
 
 __all__ = ["EncryptedFileKeyring", "keyring_path"]
 
@@ -97,12 +97,12 @@ class EncryptedFileKeyring(KeyringBackend):
             raise KeyringError(f"{self.path} is not a rolecall keyring file") from None
 
     def _save(self, doc: dict) -> None:
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        private_dir(os.path.dirname(self.path))
         write_private(self.path, json.dumps(doc).encode(), durable=True)
 
     def _locked(self):
-        """An exclusive lock beside the file for one read-modify-write."""
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        """An exclusive lock beside the file for one read-modify-write (in a directory of ours alone)."""
+        private_dir(os.path.dirname(self.path))
         fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd

@@ -131,3 +131,21 @@ def test_the_agent_refuses_a_container_token_directory_others_can_write(tmp_path
     line = one_line(rolecall("agent", "serve", "--config", str(config)))
     assert f"{shared} is writable by others (mode 777)" in line
     assert not (shared / "token").exists()
+
+
+def test_the_keyring_file_and_the_key_index_refuse_a_directory_others_can_write(tmp_path):
+    from agent.keyring_file import EncryptedFileKeyring
+    from wire.key_index import index_lock, write_index
+
+    shared = tmp_path / "rolecall"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    environ = {"XDG_DATA_HOME": str(tmp_path), "HOME": str(tmp_path)}
+    with pytest.raises(UnsafeDirectory, match="writable by others"):
+        write_index({"dev": {"AccessKeyId": "AKIAEXAMPLE"}}, environ)
+    with pytest.raises(UnsafeDirectory, match="writable by others"):
+        with index_lock(environ):
+            pass
+    with pytest.raises(UnsafeDirectory, match="writable by others"):  # before any passphrase is asked for
+        EncryptedFileKeyring(str(shared / "keyring.json")).set_password("rolecall", "dev", "{}")
+    assert list(shared.iterdir()) == []

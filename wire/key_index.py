@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from wire.private_files import write_private
+from wire.private_files import private_dir, write_private
 
 __all__ = ["index_lock", "index_path", "read_index", "write_index"]
 
@@ -50,7 +50,7 @@ def index_lock(environ: Mapping[str, str] | None = None) -> Iterator[None]:
     import fcntl
 
     path = index_path(environ)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    private_dir(os.path.dirname(path))
     fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -63,8 +63,8 @@ def write_index(profiles: Mapping[str, Mapping[str, str]], environ: Mapping[str,
     """Replace the index (0600, atomically; the directory is created 0700).
 
     Raises:
-        OSError: it cannot be written.
+        OSError: it cannot be written (``UnsafeDirectory``: the directory is another user's or writable by others).
     """
     path = index_path(environ)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    private_dir(os.path.dirname(path))
     write_private(path, json.dumps({"profiles": dict(sorted(profiles.items()))}, indent=2).encode(), durable=True)

@@ -189,7 +189,7 @@ class Server:
         self._shutdown = trio.Event()
         self._closing = False
         self._drained: trio.Event | None = None
-        shortest = min(limits.request_timeout, limits.idle_timeout, limits.first_byte_timeout or limits.idle_timeout)
+        shortest = min(limits.request_timeout, limits.idle_timeout, limits.first_byte_timeout)
         self._tick = min(1.0, max(0.01, shortest / 10))
 
     @property

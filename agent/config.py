@@ -40,22 +40,11 @@ from collections.abc import Mapping
 
 from agent.config_sections import (parse_container, parse_control_socket, parse_metadata, parse_role, parse_source,
                                    parse_sts, refuse_for_web_identity)
-from agent.config_table import SECTIONS, read_sections
-from agent.config_types import (AgentConfig, RoleConfig, SourceConfig, StsConfig, default_control_socket,
-                                default_session_name)
+from agent.config_table import read_sections
+from agent.config_types import AgentConfig
 from agent.errors import ConfigError
 
-__all__ = [
-    "AgentConfig",
-    "RoleConfig",
-    "SECTIONS",
-    "SourceConfig",
-    "StsConfig",
-    "default_control_socket",
-    "default_session_name",
-    "load_config",
-    "parse_config",
-]
+__all__ = ["load_config", "parse_config"]
 
 log = logging.getLogger("rolecall.agent.config")
 

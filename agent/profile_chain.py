@@ -5,7 +5,8 @@ Theory of operation
 ``ProfileResolver.credentials(NAME)`` plans the profile (``wire.aws_config``),
 then:
 
-1. answers from the session cache while ``MIN_REMAINING`` (15 min) is left;
+1. answers from the session cache while ``wire.session_cache.MIN_REMAINING``
+   (15 min) is left;
 2. else takes the profile's lock (``SessionCache.lock``; concurrent callers in
    other processes wait on it), reads the cache again, and makes the chain:
    - the source's credentials: long-term keys from the keyring (``KeyStore``)
@@ -45,12 +46,11 @@ from agent.sources import read_token_file
 from agent.sts_client import StsClient, StsCredentials
 from wire.aws_config import AwsConfig, ProfilePlan, RoleStep
 from wire.clock import WallClock
-from wire.session_cache import CacheEntry, SessionCache
+from wire.session_cache import CacheEntry, SessionCache, reusable
 from wire.sigv4 import Credentials
 
-__all__ = ["MFA_SESSION_SECONDS", "MIN_REMAINING", "PLAIN_SESSION_SECONDS", "ProfileResolver", "session_key"]
+__all__ = ["MFA_SESSION_SECONDS", "PLAIN_SESSION_SECONDS", "ProfileResolver", "session_key"]
 
-MIN_REMAINING = _dt.timedelta(minutes=15)  # a cached session is reused while this much is left
 MFA_SESSION_SECONDS = 8 * 3600  # one prompt per working day (aws-vault's chained-session default)
 PLAIN_SESSION_SECONDS = 3600  # no MFA: renewing costs no prompt, so keep it short
 LOCK_TIMEOUT = PROMPT_TIMEOUT + 60  # the holder may be waiting for a person to type a code
@@ -111,9 +111,6 @@ class ProfileResolver:
         return StsClient(plan.sts_endpoint, plan.region, clock=self.clock, transport=self.transport,
                          verify=plan.ca_bundle or True, max_attempts=3)
 
-    def _fresh(self, entry: CacheEntry | None) -> bool:
-        return entry is not None and entry.expiration - self.clock.now() >= MIN_REMAINING
-
     @asynccontextmanager
     async def _locked(self, key: str) -> AsyncIterator[None]:
         deadline = trio.current_time() + LOCK_TIMEOUT
@@ -146,10 +143,10 @@ class ProfileResolver:
         refuse_loop(profile, self.environ)
         plan = self.plan(profile)
         key = plan.cache_key()
-        if not fresh and self._fresh(hit := self.cache.get(key)):
+        if not fresh and reusable(hit := self.cache.get(key), self.clock.now()):
             return hit
         async with self._locked(key):
-            if not fresh and self._fresh(hit := self.cache.get(key)):
+            if not fresh and reusable(hit := self.cache.get(key), self.clock.now()):
                 return hit
             async with self._sts(plan) as sts:
                 entry = await self._make(plan, sts, self._prompt(plan))
@@ -272,10 +269,10 @@ class ProfileResolver:
             base = await self.source_credentials(plan)
             key_id = base.access_key_id
         key = session_key(key_id, serial, plan.sts_endpoint, plan.region)
-        if not force and self._fresh(hit := self.cache.get(key)):
+        if not force and reusable(hit := self.cache.get(key), self.clock.now()):
             return hit
         async with self._locked(key):
-            if not force and self._fresh(hit := self.cache.get(key)):
+            if not force and reusable(hit := self.cache.get(key), self.clock.now()):
                 return hit
             if base is None:
                 base = await self.source_credentials(plan)

@@ -1,8 +1,8 @@
 """Where a profile chain's first credentials come from, besides long-term keys.
 
 - ``credential_process``: the command split with ``shlex`` and run without a
-  shell, stdin and stderr inherited, as botocore runs it; its stdout must be
-  the Version-1 JSON. A command that asks rolecall for a profile already being
+  shell, stdin inherited and stderr captured (for the error line), as botocore
+  runs it; its stdout must be the Version-1 JSON. A command that asks rolecall for a profile already being
   resolved up the process tree (``ROLECALL_PROFILE_CHAIN``) is refused: that is
   a loop through ``credential_process``, not a chain.
 - ``credential_source = Environment``: ``AWS_ACCESS_KEY_ID``,
@@ -94,7 +94,8 @@ async def process_credentials(command: str, profile: str, environ: Mapping[str, 
     env[CHAIN_VARIABLE] = ",".join([*chain, profile])
     try:
         with trio.fail_after(timeout):
-            done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False, env=env)
+            done = await trio.run_process(argv, stdin=None, capture_stdout=True, capture_stderr=True, check=False,
+                                          env=env)
     except trio.TooSlowError:
         raise SourceError(f"{where} gave no answer within {timeout:g} s") from None
     except OSError as exc:

@@ -32,7 +32,7 @@ from agent.errors import SourceError
 from wire.sigv4 import Credentials
 
 if TYPE_CHECKING:
-    from agent.config import RoleConfig, SourceConfig
+    from agent.config_types import RoleConfig, SourceConfig
     from agent.sts_client import StsClient, StsCredentials
 
 __all__ = [

@@ -28,16 +28,16 @@ from collections.abc import Mapping
 
 import trio
 
-from agent.config import SourceConfig
+from agent.config_types import SourceConfig
 from agent.errors import MfaError, SourceError
 from agent.keystore import KeyStore
 from agent.mfa_prompt import MfaPrompt, choose_prompt
-from agent.profile_chain import MFA_SESSION_SECONDS, MIN_REMAINING, ProfileResolver, session_key
+from agent.profile_chain import MFA_SESSION_SECONDS, ProfileResolver, session_key
 from agent.sources import CredentialSource, WebIdentitySource, source_from_config
 from agent.sts_client import StsClient
 from wire.aws_config import ProfileError
 from wire.clock import WallClock
-from wire.session_cache import CacheEntry, SessionCache, default_cache_dir
+from wire.session_cache import CacheEntry, SessionCache, default_cache_dir, reusable
 from wire.sigv4 import Credentials
 
 __all__ = ["KeyringSource", "MfaSession", "PROMPT_COOLDOWN", "ProfileSource", "build_source"]
@@ -121,9 +121,6 @@ class MfaSession:
     def __repr__(self) -> str:
         return f"MfaSession({self.inner!r}, {self.serial!r})"
 
-    def _usable(self, entry: CacheEntry | None) -> bool:
-        return entry is not None and entry.expiration - self.clock.now() >= MIN_REMAINING
-
     async def _key(self) -> tuple[Credentials, str]:
         keys = await self.inner.get()
         endpoint = self.client.endpoint
@@ -136,10 +133,10 @@ class MfaSession:
             SourceError: no session and no code to make one (``waiting`` is then True).
             StsError, StsUnavailable: GetSessionToken failed.
         """
-        if not self._usable(self.held):
+        if not reusable(self.held, self.clock.now()):
             keys, key = await self._key()
             cached = self.cache.get(key)
-            if self._usable(cached):
+            if reusable(cached, self.clock.now()):
                 self.held = cached
             else:
                 await self._open(keys, key, await self._ask())

@@ -8,7 +8,7 @@ it imports argparse, trio, httpx or keyring:
 
 1. plan the profile from the AWS config files (``wire.aws_config``, stdlib);
 2. answer from the session cache while at least ``MIN_REMAINING`` (15 min,
-   botocore's advisory window) is left;
+   botocore's advisory window; ``wire.session_cache``) is left;
 3. else ask a running user agent over its control socket, when the profile
    assumes the very role the agent serves (same ARN and, when the profile names
    one, the same session name; profiles with an external id never match);
@@ -28,11 +28,10 @@ from collections.abc import Mapping, Sequence
 
 from wire.aws_config import AwsConfig, ProfileError, ProfilePlan
 from wire.key_index import read_index
-from wire.session_cache import CacheError, SessionCache, default_cache_dir, parse_z
+from wire.session_cache import MIN_REMAINING, CacheError, SessionCache, default_cache_dir, parse_z, reusable
 
-__all__ = ["MIN_REMAINING", "agent_credentials", "plan_profile", "run_warm", "warm_credentials"]
+__all__ = ["agent_credentials", "plan_profile", "run_warm", "warm_credentials"]
 
-MIN_REMAINING = 15 * 60  # seconds: what botocore treats as due for refresh
 _AGENT_TIMEOUT = 2.0
 _FIELDS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
 
@@ -104,7 +103,7 @@ def warm_credentials(profile: str, environ: Mapping[str, str] | None = None, *,
     plan = plan_profile(profile, environ)
     now = now or _dt.datetime.now(_dt.timezone.utc)
     entry = SessionCache(default_cache_dir(environ)).get(plan.cache_key())
-    if entry is not None and entry.remaining(now) >= MIN_REMAINING:
+    if reusable(entry, now):
         return entry.process_output()
     return _agent_for(plan, environ, now)
 

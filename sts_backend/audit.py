@@ -17,7 +17,8 @@ each value cut to 4,096 characters and all of them to ``MAX_PARAMS_CHARS``.
 Writing: ``change(record)`` audits a change that commits inside its block: the
 line is appended and synced to disk before the commit (``OSError`` when it
 cannot be, and the change is rolled back), and cut off the file again when the
-commit then fails, so the log neither misses a kept change nor claims a lost one. ``write`` never blocks the event loop: called from a thread running trio
+commit then fails, so the log neither misses a kept change nor claims a lost
+one. ``write`` never blocks the event loop: called from a thread running trio
 it queues the line for a writer thread; from any other thread it appends at
 once. A line the writer cannot write (a full disk) is counted, and the next
 line written is preceded by an ``audit_dropped`` record with the count.

@@ -13,8 +13,8 @@ import os
 import certifi
 import pytest
 
-from agent.config import (AgentConfig, default_control_socket, default_session_name, load_config,
-                          parse_config)
+from agent.config import load_config, parse_config
+from agent.config_types import AgentConfig, default_control_socket, default_session_name
 from agent.errors import ConfigError
 from metadata_server.config import ContainerConfig, MetadataConfig
 

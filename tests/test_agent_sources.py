@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import RoleConfig, SourceConfig, parse_config
+from agent.config import parse_config
+from agent.config_types import RoleConfig, SourceConfig
 from agent.errors import SourceError
 from agent.sources import (MAX_SECRET_FILE, CredentialSource, EnvSource, FileSecretSource, StaticSource,
                            WebIdentitySource, fetch_role_credentials, read_secret_file, read_token_file,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sdk_shim.credential_process import MIN_REMAINING, warm_credentials
+from sdk_shim.credential_process import warm_credentials
+from wire.session_cache import MIN_REMAINING
 from wire.aws_config import AwsConfig
 from wire.session_cache import CacheEntry, SessionCache
 

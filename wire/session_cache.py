@@ -39,8 +39,12 @@ from collections.abc import Iterator, Mapping
 
 from wire.private_files import write_private
 
-__all__ = ["CacheEntry", "CacheError", "SessionCache", "default_cache_dir", "parse_z", "format_z"]
+__all__ = ["CacheEntry", "CacheError", "MIN_REMAINING", "SessionCache", "default_cache_dir", "parse_z", "format_z",
+           "reusable"]
 
+# Seconds a cached session must still have to be handed out again: botocore's advisory refresh
+# window, so an SDK given it does not turn round and refresh at once.
+MIN_REMAINING = 15 * 60
 _UTC = _dt.timezone.utc
 _MAX_ENTRY = 64 * 1024
 _FIELDS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
@@ -72,6 +76,11 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
     return os.path.join(base, "rolecall")
+
+
+def reusable(entry: CacheEntry | None, now: _dt.datetime) -> bool:
+    """Whether ``entry`` (None: a miss) has at least ``MIN_REMAINING`` left at ``now``."""
+    return entry is not None and entry.remaining(now) >= MIN_REMAINING
 
 
 # A named tuple, not a dataclass: this module is on the warm path of `rolecall credential-process`

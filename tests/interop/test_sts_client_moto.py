@@ -23,7 +23,7 @@ import boto3
 import httpx
 import pytest
 
-from agent.config import RoleConfig
+from agent.config_types import RoleConfig
 from agent.errors import StsError, StsUnavailable
 from agent.sources import StaticSource, WebIdentitySource, fetch_role_credentials
 from agent.sts_client import StsClient

@@ -38,7 +38,6 @@ SERVICE = "rolecall"
 DEFAULT_TIMEOUT = 60.0  # seconds: room for a person to answer an unlock dialog, no more
 
 
-
 def parse_keyring_name(name: str) -> tuple[str, str]:
     """``NAME`` -> ``("rolecall", NAME)``; ``SERVICE/NAME`` -> ``(SERVICE, NAME)``."""
     service, sep, username = name.partition("/")

@@ -85,6 +85,9 @@ class Session:
     session_policy: str | None = None
     policy_arns: tuple[str, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
+    transitive_tag_keys: tuple[str, ...] = ()   # session tags that carry through role chaining
+    mfa_serial: str | None = None         # the MFA device that authenticated the chain
+    role_path: str | None = None          # AssumeRole*: the role's path (aws:PrincipalArn keeps it)
 
 
 class StsStore(Protocol):

@@ -152,7 +152,30 @@ CREATE TABLE mfa_failures (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# v3: the IAM policy surface. Permission boundaries (a managed policy's ARN) of users and
+# roles; the unique ids the principals of a role's trust policy had when it was saved (JSON
+# object ARN -> id), so a deleted and re-created principal is not trusted; MFA devices whose
+# sessions were ended (deactivation); OpenID Connect providers for AssumeRoleWithWebIdentity
+# (client ids, thumbprints and tags as JSON lists).
+_V3 = """
+ALTER TABLE users ADD COLUMN permissions_boundary TEXT;
+ALTER TABLE roles ADD COLUMN permissions_boundary TEXT;
+ALTER TABLE roles ADD COLUMN trust_principal_ids TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE mfa_revocations (
+    serial TEXT PRIMARY KEY COLLATE NOCASE,
+    revoked_before TEXT NOT NULL
+);
+CREATE TABLE oidc_providers (
+    arn TEXT PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    client_ids TEXT NOT NULL DEFAULT '[]',
+    thumbprints TEXT NOT NULL DEFAULT '[]',
+    tags TEXT NOT NULL DEFAULT '[]',
+    created TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -159,7 +159,8 @@ def _encode(s: Session) -> bytes:
         "rn": s.role_name, "ri": s.role_id, "sn": s.session_name, "si": s.source_identity,
         "m": int(s.mfa_authenticated), "mt": _micros(s.mfa_auth_time), "i": _micros(s.issued_at),
         "e": _micros(s.expires_at), "c": int(s.chained), "sp": s.session_policy,
-        "pa": list(s.policy_arns), "t": [list(t) for t in s.tags],
+        "pa": list(s.policy_arns), "t": [list(t) for t in s.tags], "tt": list(s.transitive_tag_keys),
+        "ms": s.mfa_serial, "rp": s.role_path,
     }
     text = json.dumps({k: v for k, v in doc.items() if v not in (None, [])},
                       separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -187,5 +188,6 @@ def _decode(plaintext: bytes, akid: str) -> Session:
         session_name=d.get("sn"), source_identity=d.get("si"), mfa_authenticated=bool(d["m"]),
         mfa_auth_time=_when(d.get("mt")), issued_at=_when(d["i"]), expires_at=_when(d["e"]),
         chained=bool(d["c"]), session_policy=d.get("sp"), policy_arns=tuple(d.get("pa", ())),
-        tags=tuple((k, v) for k, v in d.get("t", ())),
+        tags=tuple((k, v) for k, v in d.get("t", ())), transitive_tag_keys=tuple(d.get("tt", ())),
+        mfa_serial=d.get("ms"), role_path=d.get("rp"),
     )

@@ -126,14 +126,18 @@ class Backend:
             caller, or the write lane's worker when served through ``__call__``).
         clock: the wall clock for signatures, expiry, TOTP and ``Date``.
         audit: where audit lines go (``audit.AuditLog``); none kept by default.
+        throttle: the per-key STS rate limiter (shared with the read lane).
+        secure_transport: every request arrives over TLS (``aws:SecureTransport``).
     """
 
-    def __init__(self, store: Any, clock: WallClock, audit: Any = None, throttle: KeyThrottle | None = None) -> None:
+    def __init__(self, store: Any, clock: WallClock, audit: Any = None, throttle: KeyThrottle | None = None, *,
+                 secure_transport: bool = False) -> None:
         self.store = store
         self.clock = clock
         self.audit = audit if audit is not None else NullAudit()
         self.throttle = throttle if throttle is not None else KeyThrottle(lambda: clock.now().timestamp())
-        self.authenticator = Authenticator(store, clock)
+        self.secure_transport = secure_transport
+        self.authenticator = Authenticator(store, clock, secure_transport=secure_transport)
         self._dates = HttpDate()
         self._write_lane: trio.CapacityLimiter | None = None
         self._opening: trio.Lock | None = None
@@ -177,7 +181,8 @@ class Backend:
             self._reader_failed = True
             return
         try:
-            self._reader = Backend(opener(), self.clock, self.audit, self.throttle)
+            self._reader = Backend(opener(), self.clock, self.audit, self.throttle,
+                                   secure_transport=self.secure_transport)
         except Exception as exc:  # noqa: BLE001 - the write lane can serve everything
             log.warning("cannot open the read lane (%s); serving every call on the write lane",
                         type(exc).__name__)
@@ -265,11 +270,13 @@ class Backend:
         return service, action, result, True
 
     def _authorize_iam(self, action: str, params: dict, principal: Principal, caller, now) -> None:
-        if principal.kind == "root":
+        if principal.kind == "root" and not principal.revoked:
             return
         resource = iam.iam_resource_arn(action, params, caller, principal.account_id, self.store)
         identity, session_policies = principal_policies(principal, self.store)
-        ctx = request_context(principal, f"iam:{action}", resource, now)
+        ctx = request_context(principal, f"iam:{action}", resource, now, self.store,
+                              resource_tags=iam.iam_resource_tags(action, params, caller, self.store),
+                              extra=iam.iam_request_tags(params))
         if not evaluate(ctx, identity, session_policies=session_policies).allowed:
             raise AccessDenied(access_denied_message(principal.arn, f"iam:{action}", resource))
 

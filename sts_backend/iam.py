@@ -29,7 +29,8 @@ from wire.query import XmlMap
 if TYPE_CHECKING:
     from sts_backend.store import Store
 
-__all__ = ["Caller", "handle_iam", "iam_resource_arn", "bootstrap_admin", "ADMIN_POLICY"]
+__all__ = ["Caller", "handle_iam", "iam_resource_arn", "iam_request_tags", "iam_resource_tags", "bootstrap_admin",
+           "ADMIN_POLICY"]
 
 ADMIN_POLICY = json.dumps({"Version": "2012-10-17",
                            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
@@ -283,6 +284,32 @@ def iam_resource_arn(action: str, params: dict, caller: Caller, account_id: str,
         user = store.user(key.user_name) if key is not None else None
         return user.arn if user is not None else "*"
     return "*"
+
+
+def iam_resource_tags(action: str, params: dict, caller: Caller, store: Store) -> list[tuple[str, str]]:
+    """The tags of the user or role ``iam:<action>`` acts on (``aws:ResourceTag/*``,
+    ``iam:ResourceTag/*``); [] for other resources, or when the entity does not exist yet."""
+    if action in _USER_ACTIONS:
+        name = params.get("UserName") or caller.user_name
+        found = store.user(name) if name else None
+        return store.tags_of_id("user", found.user_id) if found is not None else []
+    if action in _ROLE_ACTIONS:
+        found = store.role(params.get("RoleName", ""))
+        return store.tags_of_id("role", found.role_id) if found is not None else []
+    return []
+
+
+def iam_request_tags(params: dict) -> dict[str, object]:
+    """``aws:RequestTag/*`` and ``aws:TagKeys`` of a call that passes tags (Create*, Tag*) or tag
+    keys (Untag*) [IUG:access_tags]."""
+    keys: dict[str, object] = {}
+    tags = [(t["Key"], t.get("Value", "")) for t in params.get("Tags") or []]
+    if tags:
+        keys.update({f"aws:RequestTag/{k}": v for k, v in tags})
+        keys["aws:TagKeys"] = [k for k, _ in tags]
+    elif params.get("TagKeys"):
+        keys["aws:TagKeys"] = list(params["TagKeys"])
+    return keys
 
 
 # ---- bootstrap -----------------------------------------------------------------------------

@@ -225,15 +225,18 @@ def test_token_keys_rotation_seen_by_other_instances(store, clock):
     assert keys2[current] == keys[current] and len(keys2) == 2
 
 
-def test_retire_token_keys_keeps_current(store, clock):
+def test_retire_token_key_oldest_first_never_the_current(store):
     first, _ = store.token_keys()
-    clock.advance(3600)
-    second = store.add_token_key()
-    assert store.retire_token_keys(T0 + dt.timedelta(seconds=10)) == 1
-    assert store.token_keys() == (second, {second: store.token_keys()[1][second]})
-    clock.advance(3600)
-    assert store.retire_token_keys(T0 + dt.timedelta(days=1)) == 0
-    assert first not in store.token_keys()[1]
+    with pytest.raises(StoreError, match="only the current token key is left"):
+        store.retire_token_key()
+    second, third = store.add_token_key(), store.add_token_key()
+    with pytest.raises(StoreError, match=f"token key {third} is the current one"):
+        store.retire_token_key(third)
+    with pytest.raises(StoreError, match="there is no token key 99"):
+        store.retire_token_key(99)
+    assert store.retire_token_key() == first
+    assert store.retire_token_key(second) == second
+    assert store.token_keys() == (third, {third: store.token_keys()[1][third]})
 
 
 # ---- revocation ----------------------------------------------------------------------------

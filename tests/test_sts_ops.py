@@ -321,9 +321,9 @@ def test_assume_role_path_and_refusals(kit):
 
 def test_trust_and_identity_policies(kit):
     """Trust naming the user is enough; trust naming the account needs an identity Allow; Deny wins."""
+    bob = kit.user("bob")
     named = kit.role("named", trust(f"arn:aws:iam::{ACCOUNT}:user/bob"))
     by_account = kit.role("by-account", trust(ACCOUNT))
-    bob = kit.user("bob")
     bob.sts("AssumeRole", RoleArn=named, RoleSessionName="s1")
     expect("AccessDenied", bob.sts, "AssumeRole", RoleArn=by_account, RoleSessionName="s1")
     carol = kit.user("carol", allow("sts:AssumeRole", by_account))

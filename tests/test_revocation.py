@@ -111,3 +111,11 @@ def test_revocation_reaches_another_process_on_the_data_dir(kit):
     finally:
         other.close()
     assert_revoked(session)
+
+
+def test_get_caller_identity_answers_under_an_explicit_deny_of_everything(kit):
+    """AWS answers GetCallerIdentity for every valid principal: no policy can deny it."""
+    denied = kit.user("denied", json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "*", "Resource": "*"}]}))
+    assert denied.sts("GetCallerIdentity")["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/denied"
+    expect("AccessDenied", denied.iam, "GetUser")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import json
 import multiprocessing
 import os
 import signal
@@ -118,6 +119,23 @@ def test_schema_version_and_idempotent_migration(store, tmp_path, clock):
     assert migrate(store._conn) == SCHEMA_VERSION
     with Store.open(store.path.parent, clock) as again:
         assert schema_version(again._conn) == SCHEMA_VERSION
+
+
+def test_upgrade_resolves_the_principals_of_trust_policies_saved_before(store):
+    """A role saved before v3 kept no principal ids; the v4 step records them from the live entities."""
+    bob = store.create_user("bob")
+    arn = f"arn:aws:iam::{ACCOUNT}:user/bob"
+    document = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["' + arn +
+                f'", "arn:aws:iam::210987654321:user/x", "{ACCOUNT}"]}},"Action":"sts:AssumeRole"}}]}}')
+    store.create_role("old", document)   # no principal_ids: as a pre-v3 row reads after the v3 columns
+    store._conn.execute("PRAGMA user_version = 3")
+    assert migrate(store._conn) == SCHEMA_VERSION
+    row = store._conn.execute("SELECT trust_principal_ids FROM roles WHERE name = 'old'").fetchone()
+    assert json.loads(row[0]) == {arn: bob.user_id}
+    store.delete_user("bob")
+    store.create_user("bob")
+    shown = json.loads(store.role("old").assume_role_policy)
+    assert shown["Statement"][0]["Principal"]["AWS"][0] == bob.user_id
 
 
 def test_newer_schema_refused(store, clock):

@@ -268,9 +268,9 @@ class Backend:
         if principal.kind == "root":
             return
         resource = iam.iam_resource_arn(action, params, caller, principal.account_id, self.store)
-        identity, session_policies = principal_policies(principal, self.store)
+        identity, session_policies, boundary = principal_policies(principal, self.store)
         ctx = request_context(principal, f"iam:{action}", resource, now)
-        if not evaluate(ctx, identity, session_policies=session_policies).allowed:
+        if not evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary).allowed:
             raise AccessDenied(access_denied_message(principal.arn, f"iam:{action}", resource))
 
     def _error(self, exc: BackendError, service: str, record: AuditRecord) -> bytes:

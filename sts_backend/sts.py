@@ -143,8 +143,8 @@ def _authorize_assume(ctx, principal: Principal, role: Role, store: StsStore, p:
     trust = evaluate_trust(ctx, trust_policy)
     if not trust.allowed:
         raise denied
-    identity, session_policies = principal_policies(principal, store)
-    decision = evaluate(ctx, identity, session_policies=session_policies)
+    identity, session_policies, boundary = principal_policies(principal, store)
+    decision = evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary)
     if decision.reason == EXPLICIT_DENY or (trust.needs_identity_allow and not decision.allowed):
         raise denied
     for action, wanted in (("sts:TagSession", tags), ("sts:SetSourceIdentity", p.get("SourceIdentity"))):
@@ -194,9 +194,9 @@ def _require_identity_allow(principal: Principal, store: StsStore, now: dt.datet
                             resource: str) -> None:
     if principal.kind == "root":
         return
-    identity, session_policies = principal_policies(principal, store)
+    identity, session_policies, boundary = principal_policies(principal, store)
     ctx = request_context(principal, action, resource, now)
-    if not evaluate(ctx, identity, session_policies=session_policies).allowed:
+    if not evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary).allowed:
         raise AccessDenied(access_denied_message(principal.arn, action, resource))
 
 

@@ -11,6 +11,14 @@ change applies at once to the user's keys and to live sessions.
 transaction). Errors (``iam_errors`` cites them): an ARN that is not a managed
 policy's is InvalidInput; an unknown policy or entity NoSuchEntity. Removing a
 boundary that is not set succeeds (UNVERIFIED; AWS documents no error for it).
+
+``condition_keys`` sets ``iam:PermissionsBoundary`` in the request context of the
+actions that carry it [IUG:reference_policies_iam-condition-keys], so an
+administrator can be allowed to create users and roles, and manage their
+policies, only under a given boundary [IUG:access_policies_boundaries, "Delegating
+responsibility"]: the boundary asked for when creating or setting one, else the
+target entity's current boundary (absent when it has none, so a ``StringEquals``
+on it does not match).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import re
 from sts_backend import iam_errors as err
 from sts_backend.iam_render import Ctx, Handler
 
-__all__ = ["HANDLERS", "boundary_param"]
+__all__ = ["HANDLERS", "boundary_param", "condition_keys"]
 
 # arn:PARTITION:iam::ACCOUNT|aws:policy/[PATH/]NAME — what a managed policy's ARN looks like.
 _POLICY_ARN = re.compile(r"arn:aws[a-z-]*:iam::(aws|[0-9]{12}):policy/(?:[\x21-\x7e]*/)?[\w+=,.@-]+")
@@ -51,6 +59,29 @@ def _delete(kind: str) -> Handler:
     def op(p: dict, ctx: Ctx) -> None:
         ctx.store.delete_permissions_boundary(kind, p[_KIND_PARAMS[kind]])
     return op
+
+
+# Actions that carry iam:PermissionsBoundary: the Service Authorization Reference's list for
+# IAM; the IUG's delegation example uses CreateUser, Attach/DetachUserPolicy, DeleteUserPolicy
+# and PutUserPermissionsBoundary with it.
+_REQUESTED = {"CreateUser": "user", "PutUserPermissionsBoundary": "user",
+              "CreateRole": "role", "PutRolePermissionsBoundary": "role"}
+_CURRENT = {f"{verb}{title}{what}": kind for kind, title in (("user", "User"), ("role", "Role"))
+            for verb, what in (("Attach", "Policy"), ("Detach", "Policy"), ("Put", "Policy"), ("Delete", "Policy"),
+                               ("Delete", "PermissionsBoundary"))}
+
+
+def condition_keys(action: str, params: dict, store) -> dict[str, str]:
+    """``{"iam:PermissionsBoundary": ARN}`` for ``iam:<action>``'s request context, or {}."""
+    if action in _REQUESTED:
+        arn = params.get("PermissionsBoundary")
+    elif action in _CURRENT:
+        kind = _CURRENT[action]
+        name = params.get(_KIND_PARAMS[kind])
+        arn = store.boundary_document(kind, name)[0] if name else None
+    else:
+        return {}
+    return {"iam:PermissionsBoundary": arn} if arn else {}
 
 
 HANDLERS: dict[str, Handler] = {

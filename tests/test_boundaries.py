@@ -341,3 +341,31 @@ def test_role_boundary_limits_its_sessions_and_changes_reach_live_ones(backend):
     assert iam.create_user(UserName="by-role")["User"]["UserName"] == "by-role"
     admin_iam.put_role_permissions_boundary(RoleName="bounded-role", PermissionsBoundary=policy_arn("GetOnly"))
     assert error_of(iam.list_roles)[:2] == ("AccessDenied", 403)
+
+
+@pytest.mark.interop
+def test_iam_permissions_boundary_condition_key_delegates_user_creation(backend):
+    """The IUG's delegation pattern: create users, and manage their policies, only under one boundary."""
+    admin = backend.client("iam")
+    only_get = policy_arn("GetOnly")
+    delegate = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Resource": "*",
+         "Action": ["iam:CreateUser", "iam:PutUserPolicy", "iam:PutUserPermissionsBoundary"],
+         "Condition": {"StringEquals": {"iam:PermissionsBoundary": only_get}}},
+        {"Effect": "Allow", "Action": "iam:GetUser", "Resource": "*"}]})
+    admin.create_user(UserName="zhang")
+    admin.put_user_policy(UserName="zhang", PolicyName="Delegate", PolicyDocument=delegate)
+    key = admin.create_access_key(UserName="zhang")["AccessKey"]
+    zhang = backend.client("iam", (key["AccessKeyId"], key["SecretAccessKey"]))
+
+    assert error_of(zhang.create_user, UserName="free")[:2] == ("AccessDenied", 403)
+    assert error_of(zhang.create_user, UserName="other",
+                    PermissionsBoundary=policy_arn("GetListAssume"))[:2] == ("AccessDenied", 403)
+    made = zhang.create_user(UserName="intern", PermissionsBoundary=only_get)["User"]
+    assert made["PermissionsBoundary"]["PermissionsBoundaryArn"] == only_get
+    zhang.put_user_policy(UserName="intern", PolicyName="p", PolicyDocument=ADMIN)   # its boundary: allowed
+    admin.create_user(UserName="unbounded")
+    assert error_of(zhang.put_user_policy, UserName="unbounded", PolicyName="p",
+                    PolicyDocument=ADMIN)[:2] == ("AccessDenied", 403)
+    zhang.put_user_permissions_boundary(UserName="unbounded", PermissionsBoundary=only_get)
+    zhang.put_user_policy(UserName="unbounded", PolicyName="p", PolicyDocument=ADMIN)

@@ -145,7 +145,9 @@ def _authorize_assume(ctx, principal: Principal, role: Role, store: StsStore, p:
         raise denied
     identity, session_policies, boundary = principal_policies(principal, store)
     decision = evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary)
-    if decision.reason == EXPLICIT_DENY or (trust.needs_identity_allow and not decision.allowed):
+    capped = not decision.allowed and decision.source in ("session", "boundary")
+    if decision.reason == EXPLICIT_DENY or (trust.needs_identity_allow and not decision.allowed) \
+            or (trust.via_role_arn and capped):
         raise denied
     for action, wanted in (("sts:TagSession", tags), ("sts:SetSourceIdentity", p.get("SourceIdentity"))):
         if wanted and not evaluate_trust(_with_action(ctx, action), trust_policy).allowed:

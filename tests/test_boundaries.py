@@ -369,3 +369,23 @@ def test_iam_permissions_boundary_condition_key_delegates_user_creation(backend)
                     PolicyDocument=ADMIN)[:2] == ("AccessDenied", 403)
     zhang.put_user_permissions_boundary(UserName="unbounded", PermissionsBoundary=only_get)
     zhang.put_user_policy(UserName="unbounded", PolicyName="p", PolicyDocument=ADMIN)
+
+
+@pytest.mark.interop
+def test_a_trust_policy_naming_the_role_is_still_limited_by_its_boundary(backend):
+    """A resource policy granting to a role's ARN is limited by the boundary's implicit deny
+    (one naming the session, or a user, is not) [IUG:access_policies_boundaries]."""
+    admin = backend.client("iam")
+    source_arn = make_role(backend, "trusted-source", boundary="GetOnly")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": source_arn}, "Action": "sts:AssumeRole"}]})
+    target_arn = admin.create_role(RoleName="names-source", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    creds = backend.client("sts").assume_role(RoleArn=source_arn, RoleSessionName="src")["Credentials"]
+    sts = backend.client("sts", creds=creds)
+    assert error_of(sts.assume_role, RoleArn=target_arn, RoleSessionName="next")[:2] == ("AccessDenied", 403)
+    admin.put_role_policy(RoleName="trusted-source", PolicyName="AdministratorAccess",
+                          PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                              {"Effect": "Allow", "Action": "iam:Get*", "Resource": "*"}]}))
+    admin.put_role_permissions_boundary(RoleName="trusted-source", PermissionsBoundary=policy_arn("GetListAssume"))
+    # The trust names the role: no identity Allow is needed once the boundary does not refuse.
+    assert sts.assume_role(RoleArn=target_arn, RoleSessionName="next")["AssumedRoleUser"]["Arn"].endswith("/next")

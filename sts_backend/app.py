@@ -87,7 +87,7 @@ from typing import Any
 import httpx
 import trio
 
-from sts_backend import iam, sts
+from sts_backend import iam, iam_boundaries, sts
 from sts_backend.audit import AuditRecord, NullAudit
 from sts_backend.auth import (UNSIGNED_ACTIONS, Authenticator, Principal, check_call, principal_policies,
                               request_context, unsigned_call)
@@ -273,11 +273,12 @@ class Backend:
         if principal.kind == "root" and not principal.revoked:
             return
         resource = iam.iam_resource_arn(action, params, caller, principal.account_id, self.store)
-        identity, session_policies = principal_policies(principal, self.store)
+        identity, session_policies, boundary = principal_policies(principal, self.store)
         ctx = request_context(principal, f"iam:{action}", resource, now, self.store,
                               resource_tags=iam.iam_resource_tags(action, params, caller, self.store),
-                              extra=iam.iam_request_tags(params))
-        if not evaluate(ctx, identity, session_policies=session_policies).allowed:
+                              extra={**iam.iam_request_tags(params),
+                                     **iam_boundaries.condition_keys(action, params, self.store)})
+        if not evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary).allowed:
             raise AccessDenied(access_denied_message(principal.arn, f"iam:{action}", resource))
 
     def _error(self, exc: BackendError, service: str, record: AuditRecord) -> bytes:

@@ -298,29 +298,36 @@ _DENY_ALL = json.dumps({"Version": "2012-10-17",
 _FROM_SESSION = object()
 
 
-def principal_policies(principal: Principal, store) -> tuple[list[Policy], list[Policy]]:
-    """(identity policies, session policies) that decide what ``principal`` may do.
+def principal_policies(principal: Principal, store) -> tuple[list[Policy], list[Policy], Policy | None]:
+    """(identity policies, session policies, permissions boundary) that decide what ``principal`` may do.
 
-    A role session gets its role's policies, every other caller its IAM user's
-    (root: none; root is allowed everything by the caller of this). Session
-    policies are the inline and managed ones passed when the session was made;
-    a GetFederationToken session without any, or a session whose managed session
-    policies were all deleted since, gets an explicit deny-all instead, so a
-    session policy that disappears never widens a session. A revoked session gets
-    an explicit deny-all among its identity policies.
+    A role session gets its role's policies and boundary, every other caller its
+    IAM user's (root: none; root is allowed everything by the caller of this).
+    Both are read now, not when the session was made: a changed boundary applies
+    to live sessions [IUG:access_policies_boundaries]. The user's boundary also caps
+    its GetSessionToken and GetFederationToken sessions (a session's permissions are
+    what the identity policies, the boundary and the session policies all allow).
+    Session policies are the inline and managed ones passed when the session was
+    made; a GetFederationToken session without any, or a session whose managed
+    session policies were all deleted since, gets an explicit deny-all instead, so a
+    session policy that disappears never widens a session. A boundary whose policy
+    cannot be read is a deny-all too. A revoked session gets an explicit deny-all
+    among its identity policies.
     """
     session = principal.session
     if principal.kind == "assumed-role" and session is not None:
-        texts = store.identity_policies("role", session.role_name or "")
+        kind, name = "role", session.role_name or ""
     elif principal.user_name:
-        texts = store.identity_policies("user", principal.user_name)
+        kind, name = "user", principal.user_name
     else:
-        texts = []
+        kind, name = None, ""
+    texts = store.identity_policies(kind, name) if kind else []
     if principal.revoked:
         texts = [*texts, _DENY_ALL]
     identity = [parse_policy(t, PolicyKind.IDENTITY) for t in texts]
+    boundary = _boundary(store, kind, name) if kind else None
     if session is None:
-        return identity, []
+        return identity, [], boundary
     documents = [session.session_policy] if session.session_policy else []
     for arn in session.policy_arns:
         found = managed_document(store, arn)
@@ -329,7 +336,15 @@ def principal_policies(principal: Principal, store) -> tuple[list[Policy], list[
     wanted = session.session_policy or session.policy_arns or session.kind == "GetFederationToken"
     if wanted and not documents:
         documents = [_DENY_ALL]
-    return identity, [parse_policy(t, PolicyKind.IDENTITY) for t in documents]
+    return identity, [parse_policy(t, PolicyKind.IDENTITY) for t in documents], boundary
+
+
+def _boundary(store, kind: str, name: str) -> Policy | None:
+    """The entity's permissions boundary, parsed; deny-all when it is set but unreadable."""
+    arn, document = store.boundary_document(kind, name)
+    if arn is None:
+        return None
+    return parse_policy(document if document is not None else _DENY_ALL, PolicyKind.IDENTITY)
 
 
 def managed_document(store, arn: str) -> str | None:

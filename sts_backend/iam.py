@@ -9,7 +9,8 @@ IAM's codes and messages (``iam_errors`` cites their sources).
 ``iam_resource_arn`` names the resource an action is authorised against (the
 app evaluates ``iam:ACTION`` on it). Operations live in four modules: this one
 (users, access keys, groups, account), ``iam_roles`` (roles, tags),
-``iam_policies`` (inline and managed policies) and ``iam_mfa`` (virtual MFA).
+``iam_policies`` (inline and managed policies), ``iam_mfa`` (virtual MFA) and
+``iam_boundaries`` (permissions boundaries).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from sts_backend import iam_mfa, iam_policies, iam_roles, ids
+from sts_backend import iam_boundaries, iam_mfa, iam_policies, iam_roles, ids
+from sts_backend.iam_boundaries import boundary_param
 from sts_backend.errors import SenderError
 from sts_backend.iam_render import Caller, Ctx, Handler, group_out, page, tags_in, target_user, user_out
 from sts_backend.policy_document import policy_size
@@ -62,8 +64,13 @@ def handle_iam(action: str, params: dict, caller: Caller, store: Store, clock: W
 # ---- users ---------------------------------------------------------------------------------
 
 def create_user(p: dict, ctx: Ctx) -> dict:
-    user = ctx.store.create_user(p["UserName"], p.get("Path") or "/", tags_in(p))
-    return {"User": user_out(user, ctx.store.tags_of("user", user.user_name))}
+    """CreateUser, with its permissions boundary if given (both, or neither)."""
+    boundary = boundary_param(p)
+    with ctx.store.transaction():
+        user = ctx.store.create_user(p["UserName"], p.get("Path") or "/", tags_in(p))
+        if boundary is not None:
+            ctx.store.set_permissions_boundary("user", user.user_name, boundary)
+    return {"User": user_out(user, ctx.store.tags_of("user", user.user_name), boundary)}
 
 
 def get_user(p: dict, ctx: Ctx) -> dict:
@@ -72,7 +79,8 @@ def get_user(p: dict, ctx: Ctx) -> dict:
         return {"User": {"UserId": ctx.store.account_id(), "Arn": ids.root_arn(ctx.store.account_id()),
                          "CreateDate": ctx.store.account_created()}}
     user = ctx.store.get_user(target_user(p, ctx))
-    return {"User": user_out(user, ctx.store.tags_of("user", user.user_name))}
+    return {"User": user_out(user, ctx.store.tags_of("user", user.user_name),
+                             ctx.store.permissions_boundary("user", user.user_name))}
 
 
 def list_users(p: dict, ctx: Ctx) -> dict:
@@ -204,7 +212,7 @@ HANDLERS: dict[str, Handler] = {
     "CreateAccountAlias": create_account_alias, "DeleteAccountAlias": delete_account_alias,
     "ListAccountAliases": list_account_aliases, "GetAccountSummary": get_account_summary,
 }
-for _module in (iam_roles, iam_policies, iam_mfa):
+for _module in (iam_roles, iam_policies, iam_mfa, iam_boundaries):
     HANDLERS.update(_module.HANDLERS)
 
 
@@ -214,14 +222,16 @@ _USER_ACTIONS = frozenset("""
     CreateUser GetUser DeleteUser CreateAccessKey UpdateAccessKey DeleteAccessKey ListAccessKeys
     ListGroupsForUser PutUserPolicy GetUserPolicy DeleteUserPolicy ListUserPolicies AttachUserPolicy
     DetachUserPolicy ListAttachedUserPolicies TagUser UntagUser ListUserTags EnableMFADevice
-    ResyncMFADevice DeactivateMFADevice ListMFADevices""".split())
+    ResyncMFADevice DeactivateMFADevice ListMFADevices PutUserPermissionsBoundary
+    DeleteUserPermissionsBoundary""".split())
 _GROUP_ACTIONS = frozenset("""
     CreateGroup GetGroup DeleteGroup AddUserToGroup RemoveUserFromGroup PutGroupPolicy GetGroupPolicy
     DeleteGroupPolicy ListGroupPolicies AttachGroupPolicy DetachGroupPolicy ListAttachedGroupPolicies""".split())
 _ROLE_ACTIONS = frozenset("""
     CreateRole GetRole DeleteRole UpdateRole UpdateRoleDescription UpdateAssumeRolePolicy PutRolePolicy
     GetRolePolicy DeleteRolePolicy ListRolePolicies AttachRolePolicy DetachRolePolicy
-    ListAttachedRolePolicies TagRole UntagRole ListRoleTags""".split())
+    ListAttachedRolePolicies TagRole UntagRole ListRoleTags PutRolePermissionsBoundary
+    DeleteRolePermissionsBoundary""".split())
 _POLICY_ACTIONS = frozenset("""
     GetPolicy DeletePolicy CreatePolicyVersion GetPolicyVersion ListPolicyVersions DeletePolicyVersion
     SetDefaultPolicyVersion""".split())

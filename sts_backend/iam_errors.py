@@ -32,6 +32,14 @@ quoted AWS response was found.
   verbatim in AWS users' MFA set-up notes and an AWS-compatible IAM's tests.
 - "MFA Device is already in use." — the same AWS-compatible IAM's tests.
 - "Must specify userName when calling with non-User credentials" — AWS CLI transcripts.
+- Permissions boundaries: a policy used as a boundary cannot be deleted either, DeleteConflict
+  "Cannot delete a policy attached to entities." — gruntwork-io/cloud-nuke#972 (real AWS, 2025).
+  Deleting a user or role that has a boundary is not refused: the DeleteConflicts seen were
+  about policies (rebuy-de/aws-nuke#819, closed as "caused by the inline policy not
+  boundary"), and the DeleteUser/DeleteRole API pages do not list the boundary among what
+  must be removed first. An unknown boundary policy is NoSuchEntity in AttachRolePolicy's words
+  (UNVERIFIED for boundaries); an ARN that is not a managed policy's is InvalidInput (the code
+  the model lists; the wording is moto's, where it is InvalidParameterValue: UNVERIFIED).
 """
 
 from __future__ import annotations
@@ -82,6 +90,11 @@ def no_such_inline_policy(kind: str, policy_name: str) -> NoSuchEntity:
 
 def policy_not_attachable(arn: str) -> NoSuchEntity:
     return NoSuchEntity(f"Policy {arn} does not exist or is not attachable.")
+
+
+def invalid_boundary(arn: str) -> SenderError:
+    """InvalidInput for a ``PermissionsBoundary`` that is not a managed policy's ARN."""
+    return SenderError("InvalidInput", f"Value ({arn}) for parameter PermissionsBoundary is invalid.")
 
 
 def no_such_policy(arn: str) -> NoSuchEntity:

@@ -31,6 +31,7 @@ class ManagedPolicy:
     update_date: dt.datetime
     default_version_id: str   # "v1", "v2", ...
     attachment_count: int
+    permissions_boundary_usage_count: int = 0   # users and roles whose boundary it is
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ saved (``_checked_trust``); see ``store_iam.trust_as_shown`` for what that chang
 from __future__ import annotations
 
 from sts_backend import iam_errors as err
+from sts_backend.iam_boundaries import boundary_param
 from sts_backend.iam_render import Ctx, Handler, page, role_out, tags_in, tags_out
 from sts_backend.errors import MalformedPolicyDocument
 from sts_backend.policy_document import INVALID_PRINCIPAL, PolicyKind, parse_policy, policy_size
@@ -39,18 +40,23 @@ def _checked_trust(ctx: Ctx, document: str) -> dict[str, str]:
 
 
 def create_role(p: dict, ctx: Ctx) -> dict:
-    """CreateRole (MaxSessionDuration defaults to 3600)."""
+    """CreateRole (MaxSessionDuration defaults to 3600), with its permissions boundary if given."""
     principal_ids = _checked_trust(ctx, p["AssumeRolePolicyDocument"])
     tags = tags_in(p)
-    role = ctx.store.create_role(p["RoleName"], p["AssumeRolePolicyDocument"], p.get("Path") or "/",
-                                 p.get("MaxSessionDuration") or 3600, p.get("Description") or "", tags,
-                                 principal_ids)
-    return {"Role": role_out(role, ctx.store.tags_of("role", role.role_name))}
+    boundary = boundary_param(p)
+    with ctx.store.transaction():
+        role = ctx.store.create_role(p["RoleName"], p["AssumeRolePolicyDocument"], p.get("Path") or "/",
+                                     p.get("MaxSessionDuration") or 3600, p.get("Description") or "", tags,
+                                     principal_ids)
+        if boundary is not None:
+            ctx.store.set_permissions_boundary("role", role.role_name, boundary)
+    return {"Role": role_out(role, ctx.store.tags_of("role", role.role_name), boundary=boundary)}
 
 
 def get_role(p: dict, ctx: Ctx) -> dict:
     role = ctx.store.get_role(p["RoleName"])
-    return {"Role": role_out(role, ctx.store.tags_of("role", role.role_name), last_used=True)}
+    return {"Role": role_out(role, ctx.store.tags_of("role", role.role_name), last_used=True,
+                             boundary=ctx.store.permissions_boundary("role", role.role_name))}
 
 
 def list_roles(p: dict, ctx: Ctx) -> dict:

@@ -155,13 +155,15 @@ CREATE TABLE mfa_failures (
 """
 
 # v3: the IAM policy surface. Permission boundaries (a managed policy's ARN) of users and
-# roles; the unique ids the principals of a role's trust policy had when it was saved (JSON
+# roles, indexed for a policy's PermissionsBoundaryUsageCount; the unique ids the principals of a role's trust policy had when it was saved (JSON
 # object ARN -> id), so a deleted and re-created principal is not trusted; MFA devices whose
 # sessions were ended (deactivation); OpenID Connect providers for AssumeRoleWithWebIdentity
 # (client ids, thumbprints and tags as JSON lists).
 _V3 = """
 ALTER TABLE users ADD COLUMN permissions_boundary TEXT;
 ALTER TABLE roles ADD COLUMN permissions_boundary TEXT;
+CREATE INDEX users_by_boundary ON users (permissions_boundary);
+CREATE INDEX roles_by_boundary ON roles (permissions_boundary);
 ALTER TABLE roles ADD COLUMN trust_principal_ids TEXT NOT NULL DEFAULT '{}';
 CREATE TABLE mfa_revocations (
     serial TEXT PRIMARY KEY COLLATE NOCASE,

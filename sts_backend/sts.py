@@ -185,9 +185,11 @@ def _authorize_assume(ctx, principal: Principal, role: Role, store: StsStore, p:
     trust = evaluate_trust(ctx, trust_policy)
     if not trust.allowed:
         raise denied
-    identity, session_policies = principal_policies(principal, store)
-    decision = evaluate(ctx, identity, session_policies=session_policies)
-    if decision.reason == EXPLICIT_DENY or (trust.needs_identity_allow and not decision.allowed):
+    identity, session_policies, boundary = principal_policies(principal, store)
+    decision = evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary)
+    capped = not decision.allowed and decision.source in ("session", "boundary")
+    if decision.reason == EXPLICIT_DENY or (trust.needs_identity_allow and not decision.allowed) \
+            or (trust.via_role_arn and capped):
         raise denied
     for action, wanted in (("sts:TagSession", tags), ("sts:SetSourceIdentity", p.get("SourceIdentity"))):
         if wanted and not evaluate_trust(_with_action(ctx, action), trust_policy).allowed:
@@ -236,9 +238,9 @@ def _require_identity_allow(principal: Principal, store: StsStore, now: dt.datet
                             resource: str) -> None:
     if principal.kind == "root" and not principal.revoked:
         return
-    identity, session_policies = principal_policies(principal, store)
+    identity, session_policies, boundary = principal_policies(principal, store)
     ctx = request_context(principal, action, resource, now, store)
-    if not evaluate(ctx, identity, session_policies=session_policies).allowed:
+    if not evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary).allowed:
         raise AccessDenied(access_denied_message(principal.arn, action, resource))
 
 

@@ -212,6 +212,7 @@ class Authenticator:
             if keys == self._keys:
                 raise
             self._keys = keys
+            self._sessions.clear()   # the new set may lack a retired key too
             session = tokens.unseal(token, keys, access_key_id)
         if len(self._sessions) >= _CACHE_LIMIT:
             self._sessions.clear()

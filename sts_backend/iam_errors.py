@@ -32,6 +32,11 @@ quoted AWS response was found.
   verbatim in AWS users' MFA set-up notes and an AWS-compatible IAM's tests.
 - "MFA Device is already in use." — the same AWS-compatible IAM's tests.
 - "Must specify userName when calling with non-User credentials" — AWS CLI transcripts.
+- "Provider with url https://X already exists." (EntityAlreadyExists, 409) — unfunco/terraform-aws-oidc-github#23,
+  DrFaust92/terraform-kubernetes-ebs-csi-driver#107.
+- "OpenIDConnect Provider not found for arn X", "Thumbprint list must contain fewer than 5 entries.",
+  "Cannot exceed quota for ClientIdsPerOpenIdConnectProvider: 100", "Invalid Open ID Connect Provider URL"
+  — moto 5.2.5 ``iam/models.py`` (UNVERIFIED against AWS).
 """
 
 from __future__ import annotations
@@ -144,3 +149,19 @@ def need_user_name() -> ValidationError:
 def no_such_alias(alias: str) -> NoSuchEntity:
     # UNVERIFIED wording.
     return NoSuchEntity(f"The account alias {alias} cannot be found.")
+
+
+def oidc_provider_exists(url: str) -> EntityAlreadyExists:
+    return EntityAlreadyExists(f"Provider with url {url} already exists.")
+
+
+def no_such_oidc_provider(arn: str) -> NoSuchEntity:
+    return NoSuchEntity(f"OpenIDConnect Provider not found for arn {arn}")
+
+
+def invalid_oidc_url() -> ValidationError:
+    return ValidationError("Invalid Open ID Connect Provider URL")
+
+
+def too_many_thumbprints() -> SenderError:
+    return SenderError("InvalidInput", "Thumbprint list must contain fewer than 5 entries.")

@@ -4,7 +4,9 @@
 ``ThreadingHTTPServer`` on 127.0.0.1:0 (its own threads, so it answers whatever loop or
 thread the backend runs in). Keys are made with ``cryptography``: one RSA key (RS256)
 and one P-256 key (ES256); ``token()`` signs claims with PyJWT. ``hits`` counts
-requests per path; ``issuer_override`` makes discovery name another issuer.
+requests per path; ``issuer_override`` makes discovery name another issuer; while ``gate``
+(a ``threading.Event``) is set to an unset event, every answer waits for it (a slow IdP
+without sleeping); ``entered`` is set when a request arrives.
 """
 
 from __future__ import annotations
@@ -39,12 +41,17 @@ class LoopbackIdP:
         self.keys = {"rsa-1": ("RS256", _key("rsa-1")), "ec-1": ("ES256", _key("ec-1"))}
         self.published = {"rsa-1", "ec-1"}
         self.issuer_override: str | None = None
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
         self.hits: Counter[str] = Counter()
         idp = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 idp.hits[self.path] += 1
+                idp.entered.set()
+                if idp.gate is not None:
+                    idp.gate.wait(timeout=30)
                 if self.path == "/.well-known/openid-configuration":
                     body = {"issuer": idp.issuer_override or idp.url, "jwks_uri": idp.url + "/jwks"}
                 elif self.path == "/jwks":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import boto3
 import httpx
@@ -275,3 +276,37 @@ def test_assume_role_with_saml_is_still_refused(backend):
                                                      PrincipalArn=f"arn:aws:iam::{ACCOUNT}:saml-provider/x",
                                                      SAMLAssertion="x" * 10)
     assert info.value.response["Error"]["Code"] == "InvalidAction"
+
+
+def test_a_slow_identity_provider_holds_up_no_other_call(backend, iam):
+    """The web-identity lane waits on the IdP in a worker thread: writes and reads go on meanwhile."""
+    slow = LoopbackIdP()
+    try:
+        iam.create_open_id_connect_provider(Url=slow.url, ClientIDList=[AUD], ThumbprintList=[THUMB])
+        role = web_role(iam, "web-slow", provider_arn(slow.url))
+        slow.gate, outcome = threading.Event(), {}
+        caller = threading.Thread(target=lambda: outcome.update(out=assume(backend, role,
+                                                                            slow.token(backend.clock.now()))))
+        caller.start()
+        assert slow.entered.wait(10)                      # the call now waits on the IdP...
+        iam.create_user(UserName="created-while-the-idp-is-slow")           # ...a write lane call
+        assert backend.client("sts").get_caller_identity()["Account"] == ACCOUNT  # ...a read lane call
+        assert caller.is_alive()
+        slow.gate.set()
+        caller.join(10)
+        assert outcome["out"]["Audience"] == AUD
+    finally:
+        if slow.gate is not None:
+            slow.gate.set()
+        slow.close()
+
+
+def test_deleting_the_role_ends_its_web_identity_sessions(backend, iam, idp, registered):
+    role = web_role(iam, "web-revoked", registered)
+    creds = assume(backend, role, idp.token(backend.clock.now()))["Credentials"]
+    sts = backend.client("sts", creds=creds)
+    assert sts.get_caller_identity()["Arn"].endswith(":assumed-role/web-revoked/web-1")
+    iam.delete_role(RoleName="web-revoked")
+    with pytest.raises(ClientError) as info:
+        sts.get_caller_identity()
+    assert info.value.response["Error"]["Code"] == "InvalidClientTokenId"

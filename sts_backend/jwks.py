@@ -170,7 +170,7 @@ class JwksCache:
             if entry.keys is not None and entry.error is None and found is None and now - entry.attempted < self._refresh:
                 raise key_unavailable()
             if entry.error is not None and now - entry.attempted < self._retry:
-                if found is not None:
+                if found is not None and entry.error.code == "IDPCommunicationError":
                     return found   # stale, while the provider is unreachable
                 raise entry.error
             return self._refetch(entry, url, issuer, kid, found, now)

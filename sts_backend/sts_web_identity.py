@@ -36,10 +36,12 @@ from sts_backend import ids, web_identity
 from sts_backend.auth import Principal
 from sts_backend.errors import AccessDenied, SenderError, ValidationError
 from sts_backend.iam_oidc import provider_arn
+from sts_backend.iam_records import OidcProvider
 from sts_backend.jwks import JwksCache
 from sts_backend.policy import PrincipalType, build_request_context, evaluate_trust
 from sts_backend.policy_document import PolicyKind, parse_policy
 from sts_backend.sts import OVER_ROLE_MAX, credentials_out, mint, packed_percent, session_limits
+from sts_backend.web_identity import WebIdentity
 
 __all__ = ["ACTION", "assume_role_with_web_identity"]
 
@@ -61,15 +63,8 @@ def assume_role_with_web_identity(p: dict, store: Any, now: dt.datetime, keys: J
     if p.get("ProviderId"):
         raise SenderError("InvalidParameterValue", "ProviderId is not supported by this backend: it verifies "
                           "OpenID Connect ID tokens of its IAM OIDC providers, not OAuth 2.0 access tokens")
-    token = p["WebIdentityToken"]
-    header = web_identity.peek(token)
-    scheme, sep, host_path = header.issuer.partition("://")
+    provider, identity = _verified(p["WebIdentityToken"], store, keys, now)
     account = store.account_id()
-    provider = store.oidc_provider(provider_arn(account, host_path)) if sep and scheme in ("https", "http") else None
-    if provider is None:
-        raise web_identity.no_provider(header.issuer)
-    jwk = keys.key(provider.url, header.issuer, header.kid)
-    identity = web_identity.verify(token, header, jwk, provider.client_ids, now)
     role = _role(p["RoleArn"], store)
     duration = p.get("DurationSeconds", 3600)
     if duration > role.max_session_duration:
@@ -97,6 +92,19 @@ def assume_role_with_web_identity(p: dict, store: Any, now: dt.datetime, keys: J
     return result
 
 
+def _verified(token: str, store: Any, keys: JwksCache, now: dt.datetime) -> tuple[OidcProvider, WebIdentity]:
+    """The provider the token's ``iss`` names, and the token verified with that provider's key."""
+    header = web_identity.peek(token)
+    scheme, sep, host_path = header.issuer.partition("://")
+    provider = None
+    if sep and scheme in ("https", "http"):
+        provider = store.oidc_provider(provider_arn(store.account_id(), host_path))
+    if provider is None:
+        raise web_identity.no_provider(header.issuer)
+    jwk = keys.key(provider.url, header.issuer, header.kid)
+    return provider, web_identity.verify(token, header, jwk, provider.client_ids, now)
+
+
 def _role(arn: str, store: Any):
     """The role ``arn`` names in this account; AccessDenied for any other (no oracle)."""
     parts = arn.split(":", 5)
@@ -108,7 +116,7 @@ def _role(arn: str, store: Any):
     return role
 
 
-def _authorize(role, provider: str, prefix: str, identity: web_identity.WebIdentity, session_name: str,
+def _authorize(role, provider: str, prefix: str, identity: WebIdentity, session_name: str,
                now: dt.datetime) -> None:
     extra = {"aws:FederatedProvider": provider, "sts:RoleSessionName": session_name,
              **identity.condition_keys(prefix)}

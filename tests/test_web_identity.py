@@ -93,6 +93,13 @@ def test_jwks_cache_refresh_rules():
     clock[0] = 4006
     fetch.error = None
     assert cache.key("u", "i", "a") and fetch.calls == 5
+    clock[0] = 8000                                                     # stale; the IdP answers, keyless
+    fetch.error = web_identity.key_unavailable()
+    for _ in range(2):
+        with pytest.raises(SenderError) as info:
+            cache.key("u", "i", "a")                                    # the stale key is not used
+        assert info.value.code == "InvalidIdentityToken"
+    assert fetch.calls == 6
 
 
 def test_verify_checks_times_against_the_injected_clock(idp):

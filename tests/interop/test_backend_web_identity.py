@@ -310,3 +310,18 @@ def test_deleting_the_role_ends_its_web_identity_sessions(backend, iam, idp, reg
     with pytest.raises(ClientError) as info:
         sts.get_caller_identity()
     assert info.value.response["Error"]["Code"] == "InvalidClientTokenId"
+
+
+def test_source_identity_from_the_token_needs_set_source_identity(backend, iam, idp, registered):
+    claim = {"https://aws.amazon.com/source_identity": "alice@example.test"}
+    token = idp.token(backend.clock.now(), **claim)
+    without = web_role(iam, "web-no-source", registered)
+    assert refused(backend, without, token)[0] == "AccessDenied"
+    st = {"Effect": "Allow", "Principal": {"Federated": registered},
+          "Action": ["sts:AssumeRoleWithWebIdentity", "sts:SetSourceIdentity"]}
+    role = iam.create_role(RoleName="web-source", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [st]}))["Role"]["Arn"]
+    out = assume(backend, role, token)
+    assert out["SourceIdentity"] == "alice@example.test"
+    bad = idp.token(backend.clock.now(), **{"https://aws.amazon.com/source_identity": "aws:root"})
+    assert refused(backend, role, bad)[0] == "InvalidIdentityToken"

@@ -202,7 +202,7 @@ class Backend:
             self._reader_failed = True
             return
         try:
-            self._reader = Backend(opener(), self.clock, self.audit, self.throttle)
+            self._reader = Backend(opener(), self.clock, self.audit, self.throttle, self.web_keys)
         except Exception as exc:  # noqa: BLE001 - the write lane can serve everything
             log.warning("cannot open the read lane (%s); serving every call on the write lane",
                         type(exc).__name__)

@@ -12,7 +12,7 @@ import pytest
 
 from sts_backend import web_identity
 from sts_backend.errors import SenderError
-from sts_backend.iam import Caller, handle_iam
+from sts_backend.iam import Caller, handle_iam, iam_resource_arn
 from sts_backend.jwks import JwksCache
 from sts_backend.store import Store
 from tests.clocks import FixedClock
@@ -130,3 +130,14 @@ def test_peek_refuses_unsigned_and_hmac_tokens():
         with pytest.raises(SenderError) as info:
             web_identity.peek(token)
         assert info.value.code == "InvalidIdentityToken"
+
+
+def test_iam_authorizes_oidc_operations_on_the_provider_arn():
+    caller = Caller(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/admin", "user", "admin")
+    arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/idp.test/a"
+    assert iam_resource_arn("CreateOpenIDConnectProvider", {"Url": "https://idp.test/a"}, caller, ACCOUNT) == arn
+    for action in ("GetOpenIDConnectProvider", "DeleteOpenIDConnectProvider", "TagOpenIDConnectProvider",
+                   "AddClientIDToOpenIDConnectProvider", "UpdateOpenIDConnectProviderThumbprint"):
+        assert iam_resource_arn(action, {"OpenIDConnectProviderArn": arn}, caller, ACCOUNT) == arn
+    assert iam_resource_arn("ListOpenIDConnectProviders", {}, caller, ACCOUNT) == "*"
+    assert iam_resource_arn("CreateOpenIDConnectProvider", {"Url": "ftp://x"}, caller, ACCOUNT) == "*"

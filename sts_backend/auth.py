@@ -289,7 +289,7 @@ def check_call(principal: Principal, service: str, action: str) -> None:
 def unsigned_call(action: str) -> SenderError:
     """The answer to an unsigned call AWS accepts unsigned but this backend does not serve."""
     return SenderError("InvalidAction", f"{action} is not supported by this backend: it has no "
-                                        "web-identity or SAML providers to trust")
+                                        "SAML providers to trust")
 
 
 # ---- authorization inputs ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ IAM's codes and messages (``iam_errors`` cites their sources).
 app evaluates ``iam:ACTION`` on it). Operations live in four modules: this one
 (users, access keys, groups, account), ``iam_roles`` (roles, tags),
 ``iam_policies`` (inline and managed policies), ``iam_mfa`` (virtual MFA) and
-``iam_boundaries`` (permissions boundaries).
+``iam_boundaries`` (permissions boundaries), ``iam_oidc`` (OpenID Connect providers).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from sts_backend import iam_boundaries, iam_mfa, iam_policies, iam_roles, ids
+from sts_backend import iam_boundaries, iam_mfa, iam_oidc, iam_policies, iam_roles, ids
 from sts_backend.iam_boundaries import boundary_param
 from sts_backend.errors import SenderError
 from sts_backend.iam_render import Caller, Ctx, Handler, group_out, page, tags_in, target_user, user_out
@@ -188,7 +188,7 @@ _SUMMARY_QUOTAS = {
 _SUMMARY_FIXED = {
     "PolicyVersionsInUseQuota": 10000, "ServerCertificates": 0, "ServerCertificatesQuota": 20,
     "SigningCertificatesPerUserQuota": 2, "InstanceProfiles": 0, "InstanceProfilesQuota": 1000,
-    "Providers": 0, "GlobalEndpointTokenVersion": 1,
+    "GlobalEndpointTokenVersion": 1,
 }
 assert set(_SUMMARY_QUOTAS.values()) <= set(DEFAULT_QUOTAS)
 
@@ -212,7 +212,7 @@ HANDLERS: dict[str, Handler] = {
     "CreateAccountAlias": create_account_alias, "DeleteAccountAlias": delete_account_alias,
     "ListAccountAliases": list_account_aliases, "GetAccountSummary": get_account_summary,
 }
-for _module in (iam_roles, iam_policies, iam_mfa, iam_boundaries):
+for _module in (iam_roles, iam_policies, iam_mfa, iam_boundaries, iam_oidc):
     HANDLERS.update(_module.HANDLERS)
 
 
@@ -289,6 +289,8 @@ def iam_resource_arn(action: str, params: dict, caller: Caller, account_id: str,
         return ids.mfa_arn(account_id, p.get("VirtualMFADeviceName", ""), p.get("Path"))
     if action == "DeleteVirtualMFADevice":
         return p.get("SerialNumber", "*")
+    if "OpenIDConnectProvider" in action:
+        return iam_oidc.resource_arn(action, p, account_id)
     if action == "GetAccessKeyLastUsed" and store is not None:
         key = store.access_key(p.get("AccessKeyId", ""))
         user = store.user(key.user_name) if key is not None else None

@@ -40,6 +40,11 @@ quoted AWS response was found.
   must be removed first. An unknown boundary policy is NoSuchEntity in AttachRolePolicy's words
   (UNVERIFIED for boundaries); an ARN that is not a managed policy's is InvalidInput (the code
   the model lists; the wording is moto's, where it is InvalidParameterValue: UNVERIFIED).
+- "Provider with url https://X already exists." (EntityAlreadyExists, 409) — unfunco/terraform-aws-oidc-github#23,
+  DrFaust92/terraform-kubernetes-ebs-csi-driver#107.
+- "OpenIDConnect Provider not found for arn X", "Thumbprint list must contain fewer than 5 entries.",
+  "Cannot exceed quota for ClientIdsPerOpenIdConnectProvider: 100", "Invalid Open ID Connect Provider URL"
+  — moto 5.2.5 ``iam/models.py`` (UNVERIFIED against AWS).
 """
 
 from __future__ import annotations
@@ -157,3 +162,19 @@ def need_user_name() -> ValidationError:
 def no_such_alias(alias: str) -> NoSuchEntity:
     # UNVERIFIED wording.
     return NoSuchEntity(f"The account alias {alias} cannot be found.")
+
+
+def oidc_provider_exists(url: str) -> EntityAlreadyExists:
+    return EntityAlreadyExists(f"Provider with url {url} already exists.")
+
+
+def no_such_oidc_provider(arn: str) -> NoSuchEntity:
+    return NoSuchEntity(f"OpenIDConnect Provider not found for arn {arn}")
+
+
+def invalid_oidc_url() -> ValidationError:
+    return ValidationError("Invalid Open ID Connect Provider URL")
+
+
+def too_many_thumbprints() -> SenderError:
+    return SenderError("InvalidInput", "Thumbprint list must contain fewer than 5 entries.")

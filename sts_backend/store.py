@@ -54,7 +54,8 @@ from sts_backend import ids, mfa
 from sts_backend.records import AccessKey, MfaDevice, Role, Session, User
 from sts_backend.store_core import from_ts, ts
 from sts_backend.store_iam import _KEY_COLS, _ROLE_COLS, _USER_COLS, key_from_row, user_from_row
-from sts_backend.store_mfa import _MFA_SELECT, StoreMfa, mfa_from_row
+from sts_backend.store_mfa import _MFA_SELECT, mfa_from_row
+from sts_backend.store_oidc import StoreOidc
 from sts_backend.store_schema import migrate
 from wire.clock import SystemClock, WallClock
 from wire.private_files import UnsafeDirectory, private_dir
@@ -70,7 +71,7 @@ class StoreError(Exception):
     """The data dir cannot be used: not initialised, already initialised, unreadable."""
 
 
-class Store(StoreMfa):
+class Store(StoreOidc):
     """The SQLite-backed IAM/STS state; implements ``records.StsStore``."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: WallClock) -> None:

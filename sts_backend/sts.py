@@ -29,7 +29,7 @@ from sts_backend.policy import EXPLICIT_DENY, access_denied_message, evaluate, e
 from sts_backend.policy_document import PolicyKind, parse_policy
 from sts_backend.records import Role, Session, SessionKind, StsStore
 
-__all__ = ["handle_sts", "HANDLERS", "mint"]
+__all__ = ["handle_sts", "HANDLERS", "credentials_out", "mint", "packed_percent", "session_limits"]
 
 ROLE_CHAINING_LIMIT = 3600
 ROOT_SESSION_LIMIT = 3600
@@ -109,7 +109,7 @@ def assume_role(p: dict, principal: Principal, store: StsStore, now: dt.datetime
         raise ValidationError(OVER_CHAIN_MAX)
     if duration > role.max_session_duration:
         raise ValidationError(OVER_ROLE_MAX)
-    policy, policy_arns, tags = _session_limits(p, store)
+    policy, policy_arns, tags = session_limits(p, store)
     inherited, transitive = _chained_tags(p, principal.session, tags)
     mfa_present, mfa_time, mfa_serial = _mfa_state(p, principal, store, now)
     source_identity = _chained_source_identity(p, principal.session)
@@ -128,7 +128,7 @@ def assume_role(p: dict, principal: Principal, store: StsStore, now: dt.datetime
     result: dict[str, Any] = {"Credentials": credentials_out(session, token),
                               "AssumedRoleUser": {"AssumedRoleId": session.user_id, "Arn": session.principal_arn}}
     if policy or policy_arns or tags:
-        result["PackedPolicySize"] = _packed_percent(policy, policy_arns, tags)
+        result["PackedPolicySize"] = packed_percent(policy, policy_arns, tags)
     if source_identity:
         result["SourceIdentity"] = source_identity
     return result
@@ -223,14 +223,14 @@ def get_federation_token(p: dict, principal: Principal, store: StsStore, now: dt
     duration = p.get("DurationSeconds", 43200)
     if principal.kind == "root":
         duration = min(duration, ROOT_SESSION_LIMIT)
-    policy, policy_arns, tags = _session_limits(p, store)
+    policy, policy_arns, tags = session_limits(p, store)
     session, token = mint(store, "GetFederationToken", principal, now, duration, principal_arn=arn,
                           user_id=f"{principal.account_id}:{name}", session_name=name, policy=policy,
                           policy_arns=policy_arns, tags=tags)
     result: dict[str, Any] = {"Credentials": credentials_out(session, token),
                               "FederatedUser": {"FederatedUserId": session.user_id, "Arn": arn}}
     if policy or policy_arns or tags:
-        result["PackedPolicySize"] = _packed_percent(policy, policy_arns, tags)
+        result["PackedPolicySize"] = packed_percent(policy, policy_arns, tags)
     return result
 
 
@@ -246,7 +246,7 @@ def _require_identity_allow(principal: Principal, store: StsStore, now: dt.datet
 
 # ---- shared pieces ---------------------------------------------------------------------------
 
-def _session_limits(p: dict, store: StsStore) -> tuple[str | None, tuple[str, ...], tuple[tuple[str, str], ...]]:
+def session_limits(p: dict, store: StsStore) -> tuple[str | None, tuple[str, ...], tuple[tuple[str, str], ...]]:
     """Session policy (parsed to check it), managed policy ARNs and tags, within their limits."""
     policy = p.get("Policy")
     if policy is not None:
@@ -267,13 +267,13 @@ def _session_limits(p: dict, store: StsStore) -> tuple[str | None, tuple[str, ..
     if len({k.casefold() for k, _ in tags}) != len(tags):
         raise SenderError("InvalidParameterValue",
                           "Duplicate tag keys found. Please note that Tag keys are case insensitive.")
-    if _packed_percent(policy, arns, tags) > 100:
+    if packed_percent(policy, arns, tags) > 100:
         raise SenderError("PackedPolicyTooLarge", "Packed size of the session policies and tags exceeds the "
-                          f"allowed size: {_packed_percent(policy, arns, tags)}% of the limit.")
+                          f"allowed size: {packed_percent(policy, arns, tags)}% of the limit.")
     return policy, arns, tags
 
 
-def _packed_percent(policy: str | None, arns: tuple[str, ...], tags: tuple[tuple[str, str], ...]) -> int:
+def packed_percent(policy: str | None, arns: tuple[str, ...], tags: tuple[tuple[str, str], ...]) -> int:
     """How full the session's policy-and-tag budget is, in percent (2,048 characters = 100)."""
     used = len(policy or "") + sum(len(a) for a in arns) + sum(len(k) + len(v) for k, v in tags)
     return math.ceil(100 * used / SESSION_POLICY_CHARS)

@@ -189,8 +189,10 @@ def test_unsigned_requests(kit):
     with httpx.Client(transport=httpx.MockTransport(kit.backend.handle_httpx)) as http:
         r = http.post("http://127.0.0.1/", content=b"Action=GetCallerIdentity&Version=2011-06-15")
         assert (r.status_code, parse_error(r.content)[0]) == (403, "MissingAuthenticationToken")
-        r = http.post("http://127.0.0.1/", content=b"Action=AssumeRoleWithWebIdentity&Version=2011-06-15")
+        r = http.post("http://127.0.0.1/", content=b"Action=AssumeRoleWithSAML&Version=2011-06-15")
         assert (r.status_code, parse_error(r.content)[0]) == (400, "InvalidAction")
+        r = http.post("http://127.0.0.1/", content=b"Action=AssumeRoleWithWebIdentity&Version=2011-06-15")
+        assert (r.status_code, parse_error(r.content)[0]) == (400, "ValidationError")  # no RoleArn, token...
         r = http.put("http://127.0.0.1/", content=b"Action=GetCallerIdentity")
         assert r.status_code == 405
 

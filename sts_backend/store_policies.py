@@ -242,3 +242,47 @@ class StorePolicies(StoreIam):
             return []
         sql = _USER_POLICIES if kind == "user" else _ROLE_POLICIES
         return [r[0] for r in self._conn.execute(sql, {"id": row[0]})]
+
+    # ---- the policy simulator ----------------------------------------------------------
+
+    def policy_sources(self, kind: str, name: str) -> tuple[list[tuple[str, str, str]], str | None]:
+        """The policies of a user, group or role for the simulator, and its boundary document.
+
+        Returns:
+            ``([(source id, source type, document), ...], boundary document or None)``:
+            inline policies by name (type the owner's kind: "user", "group", "role"),
+            then attached managed policies by name (type "user-managed", default
+            version); for a user, then its groups' (inline "group", managed once each),
+            groups by name. The boundary is the managed policy whose ARN is in the
+            entity's ``permissions_boundary`` (users and roles; schema v3).
+
+        Raises:
+            NoSuchEntity: there is no such entity.
+        """
+        owner_id, _ = self._entity(kind, name)
+        owners = [(kind, owner_id)]
+        if kind == "user":
+            owners += [("group", r[0]) for r in self._all(
+                "SELECT g.group_id FROM group_members m JOIN groups g USING (group_id) "
+                "WHERE m.user_id = ? ORDER BY g.name COLLATE NOCASE", (owner_id,))]
+        sources: list[tuple[str, str, str]] = []
+        seen: set[str] = set()
+        for owner_kind, oid in owners:
+            sources += [(r[0], owner_kind, r[1]) for r in self._all(
+                "SELECT name, document FROM inline_policies WHERE kind = ? AND owner_id = ? ORDER BY name",
+                (owner_kind, oid))]
+            for policy_name, arn, document in self._all(
+                    "SELECT p.name, p.arn, v.document FROM policy_attachments a JOIN policies p USING (policy_id) "
+                    "JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
+                    "WHERE a.kind = ? AND a.owner_id = ? ORDER BY p.name COLLATE NOCASE", (owner_kind, oid)):
+                if arn not in seen:
+                    seen.add(arn)
+                    sources.append((policy_name, "user-managed", document))
+        boundary = None
+        if kind in ("user", "role"):
+            table, id_col = ("users", "user_id") if kind == "user" else ("roles", "role_id")
+            row = self._one(f"SELECT v.document FROM {table} e JOIN policies p ON p.arn = e.permissions_boundary "
+                            "JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
+                            f"WHERE e.{id_col} = ?", (owner_id,))
+            boundary = row[0] if row is not None else None
+        return sources, boundary

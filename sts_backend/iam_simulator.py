@@ -1,0 +1,220 @@
+"""IAM's policy simulator operations: the Query parameters in, ``sts_backend.simulator`` out.
+
+``SimulatePrincipalPolicy`` and ``GetContextKeysForPrincipalPolicy`` read the
+policies of a user (with its groups'), group or role from the store;
+``SimulateCustomPolicy`` and ``GetContextKeysForCustomPolicy`` only those passed
+in. All four are read-only. Errors [IAM API reference for the four actions]:
+
+- a ``PolicySourceArn``/``CallerArn`` that is not an IAM user, group or role ARN:
+  InvalidInput "Invalid Entity Arn: ARN does not clearly define entity type and
+  name." (quoted from AWS in a public project's docs); a source in another
+  account: InvalidInput "Invalid Policy Source Arn: caller's account A does not
+  have access to policies in account B" (quoted likewise); an unknown entity:
+  NoSuchEntity "The user|group|role with name X cannot be found.";
+- a document that is not a valid policy: MalformedPolicyDocument, with IAM's text;
+- ContextEntries whose values do not fit their ``ContextKeyType``, a second
+  boundary, a ResourcePolicy without a caller to match its Principal against:
+  InvalidInput (our wording; AWS's is not on record).
+
+``ResourceHandlingOption`` (EC2 scenarios) is accepted and ignored: nothing here
+depends on which EC2 resources a scenario names. ``PolicyExclusionList`` and
+``OrderedOrganizationPolicyInputList`` (SCPs) are refused (InvalidInput) rather
+than silently ignored. ``ResourceOwner`` makes resources whose ARN names no
+account belong to that account.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import ipaddress
+import re
+
+from sts_backend.errors import NoSuchEntity, SenderError
+from sts_backend.iam_render import Ctx, Handler, page
+from sts_backend.policy import PrincipalType
+from sts_backend.policy_document import PolicyKind, parse_policy
+from sts_backend.policy_keys import context_key_names
+from sts_backend.simulator import PolicyInput, Simulation, policy_input, simulate
+
+__all__ = ["HANDLERS", "context_entries"]
+
+_ENTITY_ARN = re.compile(r"arn:aws:iam::(\d{12}):(user|group|role)(/(?:[^/]+/)*)([\w+=,.@-]+)")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+_CALLER_TYPES = {"user": PrincipalType.USER, "group": PrincipalType.USER, "role": PrincipalType.ASSUMED_ROLE}
+
+
+def _invalid(message: str) -> SenderError:
+    return SenderError("InvalidInput", message)
+
+
+def _entity_arn(arn: str) -> tuple[str, str, str]:
+    """(account, kind, name) of an IAM user, group or role ARN, or InvalidInput."""
+    found = _ENTITY_ARN.fullmatch(arn)
+    if found is None:
+        raise _invalid(f"Invalid Entity Arn: {arn} does not clearly define entity type and name.")
+    return found.group(1), found.group(2), found.group(4)
+
+
+# ---- context entries -------------------------------------------------------------------------
+
+def _boolean(value: str) -> str:
+    if value.lower() not in ("true", "false"):
+        raise ValueError(value)
+    return value.lower()
+
+
+def _numeric(value: str) -> str:
+    if not _NUMBER.fullmatch(value.strip()):
+        raise ValueError(value)
+    return value
+
+
+def _date(value: str) -> str:
+    if not value.strip().isdigit():
+        dt.datetime.fromisoformat(value.strip().replace("z", "Z"))
+    return value
+
+
+def _ip(value: str) -> str:
+    ipaddress.ip_address(value.strip())
+    return value
+
+
+def _binary(value: str) -> str:
+    base64.b64decode(value, validate=True)
+    return value
+
+
+_TYPES = {"string": str, "numeric": _numeric, "boolean": _boolean, "ip": _ip, "binary": _binary, "date": _date}
+
+
+def context_entries(entries: list[dict]) -> dict[str, tuple[str, ...]]:
+    """``ContextEntries`` as request-context keys (lower-case names), each value checked by its type.
+
+    A scalar type takes exactly one value, a ``...List`` type any number; a missing
+    ``ContextKeyType`` means ``string``.
+
+    Raises:
+        SenderError: InvalidInput for a missing or repeated name, or a value that
+            does not fit its type.
+    """
+    keys: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        name = entry.get("ContextKeyName")
+        if not name:
+            raise _invalid("Context entries must name a context key (ContextKeyName).")
+        if name.lower() in keys:
+            raise _invalid(f"Context key {name} is given more than once.")
+        kind = entry.get("ContextKeyType") or "string"
+        values = entry.get("ContextKeyValues") or []
+        scalar = not kind.endswith("List")
+        if scalar and len(values) != 1:
+            raise _invalid(f"Context key {name} of type {kind} takes exactly one value.")
+        check = _TYPES[kind.removesuffix("List")]
+        try:
+            keys[name.lower()] = tuple(check(v) for v in values)
+        except (ValueError, binascii.Error):
+            raise _invalid(f"A value of context key {name} is not a valid {kind.removesuffix('List')}.") from None
+    return keys
+
+
+# ---- building a simulation ------------------------------------------------------------------
+
+def _refuse_unsupported(p: dict) -> None:
+    for name in ("PolicyExclusionList", "OrderedOrganizationPolicyInputList"):
+        if p.get(name):
+            raise _invalid(f"{name} is not supported by this backend.")
+
+
+def _inputs(p: dict) -> list[PolicyInput]:
+    return [policy_input(f"PolicyInputList.{i}", "none", text)
+            for i, text in enumerate(p.get("PolicyInputList") or [], 1)]
+
+
+def _boundary(p: dict) -> PolicyInput | None:
+    given = p.get("PermissionsBoundaryPolicyInputList") or []
+    if len(given) > 1:
+        raise _invalid("Only one permissions boundary policy can be simulated (PermissionsBoundaryPolicyInputList).")
+    return policy_input("PermissionsBoundaryPolicyInputList.1", "none", given[0]) if given else None
+
+
+def _simulation(p: dict, ctx: Ctx, identity: list[PolicyInput], boundary: PolicyInput | None,
+                caller_arn: str | None) -> Simulation:
+    account = ctx.store.account_id()
+    if p.get("CallerArn"):
+        caller_arn = p["CallerArn"]
+        _entity_arn(caller_arn)
+    resource_policy = None
+    if p.get("ResourcePolicy"):
+        if not caller_arn:
+            raise _invalid("CallerArn is required to simulate a ResourcePolicy unless the PolicySourceArn is "
+                           "an IAM user.")
+        resource_policy = policy_input("ResourcePolicy", "resource", p["ResourcePolicy"], PolicyKind.RESOURCE)
+    caller_account, caller_kind = (_entity_arn(caller_arn)[:2] if caller_arn else (account, "user"))
+    resources = tuple(p["ResourceArns"]) if p.get("ResourceArns") else None
+    return Simulation(tuple(identity), tuple(p["ActionNames"]), resources, caller_arn or "", caller_account,
+                      _CALLER_TYPES[caller_kind], boundary, resource_policy, p.get("ResourceOwner"),
+                      context_entries(p.get("ContextEntries") or []))
+
+
+def _source(p: dict, ctx: Ctx) -> tuple[str, str, list[tuple[str, str, str]], str | None]:
+    """(kind, ARN, its policies as (id, type, document), its boundary document) of ``PolicySourceArn``."""
+    arn = p["PolicySourceArn"]
+    account, kind, name = _entity_arn(arn)
+    own = ctx.store.account_id()
+    if account != own:
+        raise _invalid(f"Invalid Policy Source Arn: caller's account {own} does not have access to policies "
+                       f"in account {account}")
+    sources, boundary = ctx.store.policy_sources(kind, name)
+    stored = {"user": ctx.store.user, "role": ctx.store.role}.get(kind, ctx.store.get_group)(name)
+    if stored is None or stored.arn.lower() != arn.lower():
+        raise NoSuchEntity(f"The {kind} with name {name} cannot be found.")
+    return kind, arn, sources, boundary
+
+
+# ---- the operations --------------------------------------------------------------------------
+
+def simulate_principal_policy(p: dict, ctx: Ctx) -> dict:
+    """SimulatePrincipalPolicy: the entity's policies plus those passed in; a passed boundary replaces its own."""
+    _refuse_unsupported(p)
+    kind, arn, sources, stored_boundary = _source(p, ctx)
+    identity = [policy_input(sid, stype, text) for sid, stype, text in sources] + _inputs(p)
+    boundary = _boundary(p)
+    if boundary is None and stored_boundary is not None:
+        boundary = policy_input("PermissionsBoundary", "user-managed", stored_boundary)
+    sim = _simulation(p, ctx, identity, boundary, arn if kind == "user" else None)
+    return page(simulate(sim), p, "EvaluationResults")
+
+
+def simulate_custom_policy(p: dict, ctx: Ctx) -> dict:
+    """SimulateCustomPolicy: only the policies passed in."""
+    _refuse_unsupported(p)
+    sim = _simulation(p, ctx, _inputs(p), _boundary(p), None)
+    return page(simulate(sim), p, "EvaluationResults")
+
+
+def _checked(texts: list[str]) -> list[str]:
+    for text in texts:
+        parse_policy(text, PolicyKind.IDENTITY)
+    return texts
+
+
+def get_context_keys_for_custom_policy(p: dict, ctx: Ctx) -> dict:
+    return {"ContextKeyNames": context_key_names(_checked(p["PolicyInputList"]))}
+
+
+def get_context_keys_for_principal_policy(p: dict, ctx: Ctx) -> dict:
+    """The keys of the entity's policies (a user's groups' included), then of those passed in."""
+    _, _, sources, _ = _source(p, ctx)
+    texts = [text for _, _, text in sources] + list(p.get("PolicyInputList") or [])
+    return {"ContextKeyNames": context_key_names(_checked(texts))}
+
+
+HANDLERS: dict[str, Handler] = {
+    "SimulatePrincipalPolicy": simulate_principal_policy,
+    "SimulateCustomPolicy": simulate_custom_policy,
+    "GetContextKeysForCustomPolicy": get_context_keys_for_custom_policy,
+    "GetContextKeysForPrincipalPolicy": get_context_keys_for_principal_policy,
+}

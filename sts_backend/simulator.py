@@ -1,0 +1,166 @@
+"""The IAM policy simulator's core: policies, caller, actions and resources in, results out (no I/O).
+
+Theory of operation
+-------------------
+``simulate(Simulation)`` asks ``policy.explain`` one question per action and
+resource and shapes the answers as IAM's ``EvaluationResult`` list (member order
+from the model, for ``wire.query.render_result``) [IAM API: SimulatePrincipalPolicy,
+SimulateCustomPolicy, EvaluationResult, ResourceSpecificResult]:
+
+- one ``EvaluationResult`` per action, in the order asked. Its ``EvalResourceName``
+  is the ARN template of the action's resource type, "or * if no ARN format is
+  defined for the action"; this backend has no table of service ARN formats, so
+  it is always ``*``.
+- with ``ResourceArns``, one ``ResourceSpecificResult`` per resource, and the
+  top level aggregates them: the most restrictive decision (explicitDeny, then
+  implicitDeny, then allowed), the union of the statements behind it, the union
+  of missing context values. ``EvalDecisionDetails`` is an empty map for a
+  same-account simulation with resources and is left out without them; across
+  accounts it maps "IAM Policy" and "Resource Policy" to each side's decision.
+- ``MatchedStatements``: the statements of identity and resource policies that
+  decided (a boundary's never appear: its effect is ``PermissionsBoundaryDecisionDetail``,
+  sent whenever a boundary took part). Each names its policy (``SourcePolicyId``:
+  the inline or managed policy's name, ``PolicyInputList.N``, ``ResourcePolicy``;
+  ``SourcePolicyType``: user, group, role, user-managed, none for policies passed
+  in, resource) and its place in the text (``sts_backend.policy_positions``).
+  Observed AWS responses carry ``IAM Policy`` / ``Resource Policy`` as the type,
+  values outside the model's enum; the model's values are sent here.
+- ``MissingContextValues``: the keys (``sts_backend.policy_keys``) of every
+  statement whose Action matches, in identity, boundary and resource policies,
+  that the ``ContextEntries`` did not supply. Only the given entries are context:
+  nothing (not even ``aws:CurrentTime``) is filled in, so a simulation is a
+  function of its inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from sts_backend.policy import ALLOWED, EXPLICIT_DENY, Explanation, RequestContext, explain
+from sts_backend.policy_document import Policy, PolicyKind, parse_policy
+from sts_backend.policy_keys import statement_context_keys, unique_keys
+from sts_backend.policy_positions import Span, statement_spans
+from wire.query import XmlMap
+
+__all__ = ["PolicyInput", "Simulation", "policy_input", "simulate"]
+
+_DECISIONS = {ALLOWED: "allowed", EXPLICIT_DENY: "explicitDeny"}
+_STRICTNESS = {"explicitDeny": 2, "implicitDeny": 1, "allowed": 0}
+_DETAIL_NAMES = {"identity": "IAM Policy", "resource": "Resource Policy"}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInput:
+    """One document in a simulation: where it came from, its text's statements, compiled."""
+
+    source_id: str
+    source_type: str
+    policy: Policy
+    spans: tuple[Span, ...]
+    keys: tuple[tuple[str, ...], ...]
+
+
+def policy_input(source_id: str, source_type: str, text: str,
+                 kind: PolicyKind = PolicyKind.IDENTITY) -> PolicyInput:
+    """Parse ``text`` (MalformedPolicyDocument when it is not a valid policy of ``kind``)."""
+    policy = parse_policy(text, kind)
+    return PolicyInput(source_id, source_type, policy, statement_spans(text), statement_context_keys(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """Everything one simulation depends on."""
+
+    identity: tuple[PolicyInput, ...]
+    actions: tuple[str, ...]
+    resources: tuple[str, ...] | None        # None: ResourceArns not given ("*")
+    caller_arn: str
+    caller_account: str
+    caller_type: str
+    boundary: PolicyInput | None = None
+    resource_policy: PolicyInput | None = None
+    resource_owner: str | None = None
+    context: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _statement(source: PolicyInput, index: int) -> dict:
+    span = source.spans[index]
+    return {"SourcePolicyId": source.source_id, "SourcePolicyType": source.source_type,
+            "StartPosition": {"Line": span.start.line, "Column": span.start.column},
+            "EndPosition": {"Line": span.end.line, "Column": span.end.column}}
+
+
+def _missing(sim: Simulation, action: str, keys: Mapping[str, tuple[str, ...]]) -> list[str]:
+    sources = list(sim.identity) + [s for s in (sim.boundary, sim.resource_policy) if s is not None]
+    wanted = []
+    for source in sources:
+        for st, st_keys in zip(source.policy.statements, source.keys):
+            if st_keys and st.actions.matches(action, keys) is not st.not_action:
+                wanted += [k for k in st_keys if k.lower() not in keys]
+    return unique_keys(wanted)
+
+
+def _one(sim: Simulation, action: str, resource: str) -> dict:
+    """The ``ResourceSpecificResult``-like answer for one action on one resource."""
+    req = RequestContext(action, resource, sim.caller_arn, sim.caller_account, sim.caller_type, dict(sim.context))
+    found: Explanation = explain(
+        req, [s.policy for s in sim.identity],
+        resource_policy=sim.resource_policy.policy if sim.resource_policy else None,
+        permissions_boundary=sim.boundary.policy if sim.boundary else None,
+        resource_account=sim.resource_owner)
+    by_layer = {"identity": sim.identity, "resource": (sim.resource_policy,)}
+    matched = [_statement(by_layer[layer][p], s) for layer in ("resource", "identity")
+               for name, p, s in found.matched if name == layer]
+    out: dict[str, Any] = {"EvalResourceName": resource,
+                           "EvalResourceDecision": _DECISIONS.get(found.decision.reason, "implicitDeny"),
+                           "MatchedStatements": matched,
+                           "MissingContextValues": _missing(sim, action.lower(), req.keys)}
+    if found.cross_account:
+        out["EvalDecisionDetails"] = XmlMap((_DETAIL_NAMES[k], _DECISIONS.get(v, "implicitDeny"))
+                                            for k, v in found.layers.items())
+    if found.boundary_allows is not None:
+        out["PermissionsBoundaryDecisionDetail"] = {"AllowedByPermissionsBoundary": found.boundary_allows}
+    return out
+
+
+def _unique(items: list) -> list:
+    out: list = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _action_result(sim: Simulation, action: str) -> dict:
+    per_resource = [_one(sim, action, r) for r in (sim.resources or ("*",))]
+    decision = max((r["EvalResourceDecision"] for r in per_resource), key=_STRICTNESS.__getitem__)
+    deciding = [r for r in per_resource if r["EvalResourceDecision"] == decision]
+    out: dict[str, Any] = {
+        "EvalActionName": action, "EvalResourceName": "*", "EvalDecision": decision,
+        "MatchedStatements": _unique([m for r in deciding for m in r["MatchedStatements"]]),
+        "MissingContextValues": unique_keys(k for r in per_resource for k in r["MissingContextValues"]),
+    }
+    boundary = [r["PermissionsBoundaryDecisionDetail"]["AllowedByPermissionsBoundary"]
+                for r in per_resource if "PermissionsBoundaryDecisionDetail" in r]
+    if boundary:
+        out["PermissionsBoundaryDecisionDetail"] = {"AllowedByPermissionsBoundary": all(boundary)}
+    details = [r["EvalDecisionDetails"] for r in per_resource if "EvalDecisionDetails" in r]
+    if details:
+        out["EvalDecisionDetails"] = XmlMap(
+            (name, max((d[name] for d in details), key=_STRICTNESS.__getitem__)) for name in details[0])
+    elif sim.resources is not None:
+        out["EvalDecisionDetails"] = XmlMap()
+    if sim.resources is not None:
+        out["ResourceSpecificResults"] = per_resource
+    return out
+
+
+def simulate(sim: Simulation) -> list[dict]:
+    """Every ``EvaluationResult`` of ``sim``, one per action (pagination is the caller's).
+
+    Returns:
+        Dicts in the IAM model's member order, for ``render_result``.
+    """
+    return [_action_result(sim, action) for action in sim.actions]
+

@@ -8,15 +8,17 @@ from the model, for ``wire.query.render_result``) [IAM API: SimulatePrincipalPol
 SimulateCustomPolicy, EvaluationResult, ResourceSpecificResult]:
 
 - one ``EvaluationResult`` per action, in the order asked. Its ``EvalResourceName``
-  is the ARN template of the action's resource type, "or * if no ARN format is
-  defined for the action"; this backend has no table of service ARN formats, so
-  it is always ``*``.
-- with ``ResourceArns``, one ``ResourceSpecificResult`` per resource, and the
-  top level aggregates them: the most restrictive decision (explicitDeny, then
+  is the one resource asked about (as in a recorded 2026 AWS answer), else ``*``:
+  the current model documents the ARN template of the action's resource type "or
+  * if no ARN format is defined", and this backend has no table of ARN formats.
+- with ``ResourceArns``, one ``ResourceSpecificResult`` per resource (its
+  ``MissingContextValues`` left out when empty, as in that answer), and the top
+  level aggregates them: the most restrictive decision (explicitDeny, then
   implicitDeny, then allowed), the union of the statements behind it, the union
   of missing context values. ``EvalDecisionDetails`` is an empty map for a
   same-account simulation with resources and is left out without them; across
-  accounts it maps "IAM Policy" and "Resource Policy" to each side's decision.
+  accounts it maps "IAM Policy" and "Resource Policy" (key names UNVERIFIED) to
+  each side's decision.
 - ``MatchedStatements``: the statements of identity and resource policies that
   decided (a boundary's never appear: its effect is ``PermissionsBoundaryDecisionDetail``,
   sent whenever a boundary took part). Each names its policy (``SourcePolicyId``:
@@ -115,7 +117,7 @@ def _one(sim: Simulation, action: str, resource: str) -> dict:
     out: dict[str, Any] = {"EvalResourceName": resource,
                            "EvalResourceDecision": _DECISIONS.get(found.decision.reason, "implicitDeny"),
                            "MatchedStatements": matched,
-                           "MissingContextValues": _missing(sim, action.lower(), req.keys)}
+                           "MissingContextValues": _missing(sim, action.lower(), req.keys) or None}
     if found.cross_account:
         out["EvalDecisionDetails"] = XmlMap((_DETAIL_NAMES[k], _DECISIONS.get(v, "implicitDeny"))
                                             for k, v in found.layers.items())
@@ -137,9 +139,10 @@ def _action_result(sim: Simulation, action: str) -> dict:
     decision = max((r["EvalResourceDecision"] for r in per_resource), key=_STRICTNESS.__getitem__)
     deciding = [r for r in per_resource if r["EvalResourceDecision"] == decision]
     out: dict[str, Any] = {
-        "EvalActionName": action, "EvalResourceName": "*", "EvalDecision": decision,
+        "EvalActionName": action, "EvalResourceName": per_resource[0]["EvalResourceName"]
+        if len(per_resource) == 1 else "*", "EvalDecision": decision,
         "MatchedStatements": _unique([m for r in deciding for m in r["MatchedStatements"]]),
-        "MissingContextValues": unique_keys(k for r in per_resource for k in r["MissingContextValues"]),
+        "MissingContextValues": unique_keys(k for r in per_resource for k in r["MissingContextValues"] or ()),
     }
     boundary = [r["PermissionsBoundaryDecisionDetail"]["AllowedByPermissionsBoundary"]
                 for r in per_resource if "PermissionsBoundaryDecisionDetail" in r]

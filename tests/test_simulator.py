@@ -114,9 +114,11 @@ def test_allowed_explicit_deny_and_implicit_deny_with_positions(iam):
     assert (read["EvalDecision"], read["MatchedStatements"]) == ("explicitDeny", [no_secrets])
     assert (ec2["EvalDecision"], ec2["MatchedStatements"]) == ("implicitDeny", [])
     assert [r["EvalActionName"] for r in results] == ["s3:ListBucket", "s3:GetObject", "ec2:RunInstances"]
-    assert read["ResourceSpecificResults"] == [{
+    assert read["EvalResourceName"] == "arn:aws:s3:::secrets/key"   # the one resource asked about
+    assert read["ResourceSpecificResults"] == [{   # no MissingContextValues when empty (a recorded AWS answer)
         "EvalResourceName": "arn:aws:s3:::secrets/key", "EvalResourceDecision": "explicitDeny",
-        "MatchedStatements": [no_secrets], "MissingContextValues": []}]
+        "MatchedStatements": [no_secrets]}]
+    assert read["MissingContextValues"] == []
 
 
 def only_statement(text: str) -> tuple[dict, dict]:
@@ -144,7 +146,7 @@ def test_resources_aggregate_to_the_strictest_decision(iam):
     decisions = [(r["EvalResourceName"], r["EvalResourceDecision"]) for r in result["ResourceSpecificResults"]]
     assert decisions == list(zip(resources, ["allowed", "implicitDeny", "explicitDeny"]))
     assert result["EvalDecision"] == "explicitDeny"
-    assert result["EvalResourceName"] == "*"            # no ARN-format table: "*" [EvaluationResult]
+    assert result["EvalResourceName"] == "*"            # several resources, no ARN-format table: "*"
     assert result["MatchedStatements"] == result["ResourceSpecificResults"][2]["MatchedStatements"]
     assert result["EvalDecisionDetails"] == {}          # same account, resources given: present, empty
     (only_open,) = iam.custom(policy, ResourceArns=resources[:2])

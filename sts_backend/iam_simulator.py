@@ -41,6 +41,7 @@ from sts_backend.simulator import PolicyInput, Simulation, policy_input, simulat
 __all__ = ["HANDLERS", "context_entries"]
 
 _ENTITY_ARN = re.compile(r"arn:aws:iam::(\d{12}):(user|group|role)(/(?:[^/]+/)*)([\w+=,.@-]+)")
+_OWNER = re.compile(r"(\d{12})|arn:aws:iam::(\d{12}):root")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 _CALLER_TYPES = {"user": PrincipalType.USER, "group": PrincipalType.USER, "role": PrincipalType.ASSUMED_ROLE}
 
@@ -154,9 +155,28 @@ def _simulation(p: dict, ctx: Ctx, identity: list[PolicyInput], boundary: Policy
         resource_policy = policy_input("ResourcePolicy", "resource", p["ResourcePolicy"], PolicyKind.RESOURCE)
     caller_account, caller_kind = (_entity_arn(caller_arn)[:2] if caller_arn else (account, "user"))
     resources = tuple(p["ResourceArns"]) if p.get("ResourceArns") else None
-    return Simulation(tuple(identity), tuple(p["ActionNames"]), resources, caller_arn or "", caller_account,
-                      _CALLER_TYPES[caller_kind], boundary, resource_policy, p.get("ResourceOwner"),
+    return Simulation(tuple(identity), _actions(p["ActionNames"]), resources, caller_arn or "", caller_account,
+                      _CALLER_TYPES[caller_kind], boundary, resource_policy, _owner(p.get("ResourceOwner")),
                       context_entries(p.get("ContextEntries") or []))
+
+
+def _actions(names: list[str]) -> tuple[str, ...]:
+    """ActionNames: one action each, "service:Action" without wildcards [SimulateCustomPolicy]."""
+    for name in names:
+        service, colon, action = name.partition(":")
+        if not (service and colon and action) or ":" in action or any(c in name for c in "*?"):
+            raise _invalid(f"Invalid action name {name}: give one action as service:Action, without wildcards.")
+    return tuple(names)
+
+
+def _owner(owner: str | None) -> str | None:
+    """ResourceOwner: an account id, or its root ARN (``arn:aws:iam::123456789012:root``, the older docs' form)."""
+    if owner is None:
+        return None
+    found = _OWNER.fullmatch(owner)
+    if found is None:
+        raise _invalid(f"Invalid ResourceOwner {owner}: give an account id.")
+    return found.group(1) or found.group(2)
 
 
 def _source(p: dict, ctx: Ctx) -> tuple[str, str, list[tuple[str, str, str]], str | None]:

@@ -380,6 +380,15 @@ def _verdict(denied: bool, allowed: bool) -> str:
     return EXPLICIT_DENY if denied else ALLOWED if allowed else NO_ALLOW
 
 
+def _owner_decision(decision: Decision, identity_allows: bool, resource_allows: bool) -> Decision:
+    """The cross-account rule for a resource whose owner is known only from outside its ARN."""
+    if decision.reason == EXPLICIT_DENY:
+        return decision
+    if identity_allows and resource_allows:
+        return Decision(True, ALLOWED, None, "identity")
+    return Decision(False, NO_ALLOW, None, "resource" if identity_allows else "identity")
+
+
 def explain(
     request: RequestContext, identity_policies: Sequence[Policy], *,
     session_policies: Sequence[Policy] = (), resource_policy: Policy | None = None,
@@ -404,29 +413,21 @@ def explain(
     decision = evaluate(request, identity_policies, session_policies=session_policies,
                         resource_policy=resource_policy, permissions_boundary=permissions_boundary)
     action = request.action.lower()
-    boundary = (permissions_boundary,) if permissions_boundary is not None else ()
-    resource = (resource_policy,) if resource_policy is not None else ()
-    layers = (("identity", identity_policies), ("session", session_policies),
-              ("boundary", boundary), ("resource", resource))
-    denies = {name: _applying(name, policies, request, action, False) for name, policies in layers}
-    allows = {name: _applying(name, policies, request, action, True) for name, policies in layers}
-    limited = bool(session_policies and not allows["session"]) or bool(boundary and not allows["boundary"])
+    layers = {"identity": identity_policies, "session": session_policies,
+              "boundary": (permissions_boundary,) if permissions_boundary is not None else (),
+              "resource": (resource_policy,) if resource_policy is not None else ()}
+    denies = {name: _applying(name, policies, request, action, False) for name, policies in layers.items()}
+    allows = {name: _applying(name, policies, request, action, True) for name, policies in layers.items()}
+    limited = any(layers[n] and not allows[n] for n in ("session", "boundary"))
     identity_allows = bool(allows["identity"]) and not limited
     parts = request.resource.split(":", 5)
-    account = parts[4] if len(parts) == 6 else ""
-    owner = account or resource_account or ""
-    cross = owner not in ("", request.principal_account)
-    if cross and not account and decision.reason != EXPLICIT_DENY:
-        granted = identity_allows and bool(allows["resource"])
-        decision = (Decision(True, ALLOWED, None, "identity") if granted
-                    else Decision(False, NO_ALLOW, None, "identity" if not identity_allows else "resource"))
-    if decision.reason == EXPLICIT_DENY:
-        matched = [m for name, _ in layers for m in denies[name]]
-    elif decision.allowed:
-        matched = [m for name, _ in layers for m in allows[name]]
-    else:
-        matched = []
+    in_arn = parts[4] if len(parts) == 6 else ""
+    cross = (in_arn or resource_account or "") not in ("", request.principal_account)
+    if cross and not in_arn:
+        decision = _owner_decision(decision, identity_allows, bool(allows["resource"]))
+    chosen = denies if decision.reason == EXPLICIT_DENY else allows if decision.allowed else {}
+    matched = tuple(m for name in layers for m in chosen.get(name, ()))
     verdicts = {"identity": _verdict(any(denies[n] for n in ("identity", "session", "boundary")), identity_allows),
                 "resource": _verdict(bool(denies["resource"]), bool(allows["resource"]))}
-    boundary_allows = None if not boundary else bool(allows["boundary"]) and not denies["boundary"]
-    return Explanation(decision, tuple(matched), boundary_allows, MappingProxyType(verdicts), cross)
+    boundary_allows = None if not layers["boundary"] else bool(allows["boundary"]) and not denies["boundary"]
+    return Explanation(decision, matched, boundary_allows, MappingProxyType(verdicts), cross)

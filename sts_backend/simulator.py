@@ -28,8 +28,9 @@ SimulateCustomPolicy, EvaluationResult, ResourceSpecificResult]:
   Observed AWS responses carry ``IAM Policy`` / ``Resource Policy`` as the type,
   values outside the model's enum; the model's values are sent here.
 - ``MissingContextValues``: the keys (``sts_backend.policy_keys``) of every
-  statement whose Action matches, in identity, boundary and resource policies,
-  that the ``ContextEntries`` did not supply. Only the given entries are context:
+  statement about the action and resource (a Resource holding policy variables
+  counts), in identity, boundary and resource policies, that the
+  ``ContextEntries`` did not supply. Only the given entries are context:
   nothing (not even ``aws:CurrentTime``) is filled in, so a simulation is a
   function of its inputs.
 """
@@ -93,12 +94,21 @@ def _statement(source: PolicyInput, index: int) -> dict:
             "EndPosition": {"Line": span.end.line, "Column": span.end.column}}
 
 
-def _missing(sim: Simulation, action: str, keys: Mapping[str, tuple[str, ...]]) -> list[str]:
+def _relevant(st, action: str, resource: str, keys: Mapping[str, tuple[str, ...]]) -> bool:
+    """The statement is about this action and resource; a Resource with policy variables counts
+    (its variables may be the very keys that are missing)."""
+    if st.actions.matches(action, keys) is st.not_action:
+        return False
+    patterns = st.resources
+    return patterns is None or bool(patterns.templates) or patterns.matches(resource, keys) is not st.not_resource
+
+
+def _missing(sim: Simulation, action: str, resource: str, keys: Mapping[str, tuple[str, ...]]) -> list[str]:
     sources = list(sim.identity) + [s for s in (sim.boundary, sim.resource_policy) if s is not None]
     wanted = []
     for source in sources:
         for st, st_keys in zip(source.policy.statements, source.keys):
-            if st_keys and st.actions.matches(action, keys) is not st.not_action:
+            if st_keys and _relevant(st, action, resource, keys):
                 wanted += [k for k in st_keys if k.lower() not in keys]
     return unique_keys(wanted)
 
@@ -117,7 +127,7 @@ def _one(sim: Simulation, action: str, resource: str) -> dict:
     out: dict[str, Any] = {"EvalResourceName": resource,
                            "EvalResourceDecision": _DECISIONS.get(found.decision.reason, "implicitDeny"),
                            "MatchedStatements": matched,
-                           "MissingContextValues": _missing(sim, action.lower(), req.keys) or None}
+                           "MissingContextValues": _missing(sim, action.lower(), resource, req.keys) or None}
     if found.cross_account:
         out["EvalDecisionDetails"] = XmlMap((_DETAIL_NAMES[k], _DECISIONS.get(v, "implicitDeny"))
                                             for k, v in found.layers.items())

@@ -91,12 +91,14 @@ class Env:
                     **params)["EvaluationResults"]
 
 
-@pytest.fixture
-def iam(tmp_path):
+@pytest.fixture(scope="module")
+def iam(tmp_path_factory):
+    """One store for the module (creating one costs more than the tests): tests name their own entities."""
     clock = FixedClock(T0)
-    store = Store.create(tmp_path / "data", ACCOUNT, clock)
+    store_dir = tmp_path_factory.mktemp("simulator") / "data"
+    store = Store.create(store_dir, ACCOUNT, clock)
     admin, _ = bootstrap_admin(store)
-    yield Env(store, clock, Caller(ACCOUNT, admin.arn, "user", "admin"), tmp_path / "data")
+    yield Env(store, clock, Caller(ACCOUNT, admin.arn, "user", "admin"), store_dir)
     store.close()
 
 
@@ -175,6 +177,15 @@ def test_missing_context_values_and_supplied_ones(iam):
                {"ContextKeyName": "AWS:SourceIP", "ContextKeyValues": ["10.1.2.3"], "ContextKeyType": "ip"}]
     (result,) = iam.custom(policy, ResourceArns=["arn:aws:s3:::home/ana/x"], ContextEntries=entries)
     assert (result["EvalDecision"], result["MissingContextValues"]) == ("allowed", [])
+
+
+def test_missing_context_values_come_only_from_statements_about_the_request(iam):
+    policy = doc(allow("s3:*", "arn:aws:s3:::other/*", Condition={"StringEquals": {"s3:prefix": "a"}}),
+                 allow("ec2:*", Condition={"Bool": {"aws:SecureTransport": "true"}}),
+                 deny("s3:*", "arn:aws:s3:::mine/*", Condition={"NumericGreaterThan": {"s3:max-keys": "10"}}))
+    (result,) = iam.custom(policy, ResourceArns=["arn:aws:s3:::mine/k"])
+    assert result["MissingContextValues"] == ["s3:max-keys"]
+    assert iam.custom(policy, actions=("ec2:RunInstances",))[0]["MissingContextValues"] == ["aws:SecureTransport"]
 
 
 B64 = base64.b64encode(b"secret-ish").decode()
@@ -388,6 +399,23 @@ def test_unknown_or_invalid_sources(iam, arn, code, message):
         params = {"PolicySourceArn": arn, **({"ActionNames": ["s3:GetObject"]} if action.startswith("Sim") else {})}
         e = iam.error(action, **params)
         assert (e.code, e.message, e.http_status) == (code, message, 404 if code == "NoSuchEntity" else 400)
+
+
+@pytest.mark.parametrize("name", ["s3:*", "s3:Get*", "s3:GetObjec?", "GetObject", "s3:", ":GetObject", "a:b:c"])
+def test_action_names_are_single_actions(iam, name):
+    e = iam.error("SimulateCustomPolicy", PolicyInputList=[doc(allow())], ActionNames=["s3:GetObject", name])
+    assert (e.code, e.http_status) == ("InvalidInput", 400) and name in e.message
+
+
+def test_resource_owner_forms(iam):
+    caller = f"arn:aws:iam::{OTHER}:user/visitor"
+    common = {"ResourcePolicy": resource_policy(caller), "CallerArn": caller, "ResourceArns": ["arn:aws:s3:::shared/k"]}
+    for owner in (ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root"):
+        (result,) = iam.custom(doc(allow("ec2:*")), ResourceOwner=owner, **common)
+        assert result["EvalDecisionDetails"] == {"IAM Policy": "implicitDeny", "Resource Policy": "allowed"}
+    e = iam.error("SimulateCustomPolicy", PolicyInputList=[doc(allow())], ActionNames=["s3:GetObject"],
+                  ResourceOwner="someone")
+    assert e.code == "InvalidInput"
 
 
 def test_malformed_and_unsupported_inputs(iam):

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-``simulate(Simulation)`` asks ``policy.explain`` one question per action and
+``simulate(Simulation)`` asks ``policy_explain.explain`` one question per action and
 resource and shapes the answers as IAM's ``EvaluationResult`` list (member order
 from the model, for ``wire.query.render_result``) [IAM API: SimulatePrincipalPolicy,
 SimulateCustomPolicy, EvaluationResult, ResourceSpecificResult]:
@@ -40,7 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sts_backend.policy import ALLOWED, EXPLICIT_DENY, Explanation, RequestContext, explain
+from sts_backend.policy import ALLOWED, EXPLICIT_DENY, RequestContext
+from sts_backend.policy_explain import Explanation, explain
 from sts_backend.policy_document import Policy, PolicyKind, parse_policy
 from sts_backend.policy_keys import statement_context_keys, unique_keys
 from sts_backend.policy_positions import Span, statement_spans

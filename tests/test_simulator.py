@@ -19,7 +19,8 @@ import pytest
 from sts_backend.app import READ_ONLY_ACTIONS
 from sts_backend.errors import SenderError
 from sts_backend.iam import Caller, bootstrap_admin, handle_iam, iam_resource_arn
-from sts_backend.policy import ALLOWED, EXPLICIT_DENY, NO_ALLOW, RequestContext, evaluate, explain
+from sts_backend.policy import ALLOWED, EXPLICIT_DENY, NO_ALLOW, RequestContext, evaluate
+from sts_backend.policy_explain import explain
 from sts_backend.policy_document import PolicyKind, parse_policy
 from sts_backend.store import DB_NAME, Store
 from tests.clocks import FixedClock

@@ -14,7 +14,12 @@ in. All four are read-only. Errors [IAM API reference for the four actions]:
 - a document that is not a valid policy: MalformedPolicyDocument, with IAM's text;
 - ContextEntries whose values do not fit their ``ContextKeyType``, a second
   boundary, a ResourcePolicy without a caller to match its Principal against:
-  InvalidInput (our wording; AWS's is not on record).
+  InvalidInput (our wording; AWS's is not on record);
+- a simulation whose one action would test more than ``ACTION_WORK_LIMIT``
+  statement and resource pairs: InvalidInput. Pages hold fewer actions than
+  MaxItems when they cost more than ``PAGE_WORK_BUDGET`` (IAM may return fewer).
+  These calls run on the read lane's event loop; these bounds keep any one of
+  them to a fraction of a second.
 
 ``ResourceHandlingOption`` (EC2 scenarios) is accepted and ignored: nothing here
 depends on which EC2 resources a scenario names. ``PolicyExclusionList`` and
@@ -31,18 +36,22 @@ import datetime as dt
 import ipaddress
 import re
 
-from sts_backend.errors import NoSuchEntity, SenderError
-from sts_backend.iam_render import Ctx, Handler, page
+from sts_backend.errors import NoSuchEntity, SenderError, ValidationError
+from sts_backend.iam_render import DEFAULT_MAX_ITEMS, Ctx, Handler
 from sts_backend.policy import PrincipalType
 from sts_backend.policy_document import PolicyKind, parse_policy
 from sts_backend.policy_keys import context_key_names
-from sts_backend.simulator import PolicyInput, Simulation, policy_input, simulate
+from sts_backend.simulator import PolicyInput, Simulation, action_work, policy_input, simulate
 
 __all__ = ["HANDLERS", "context_entries"]
 
 _ENTITY_ARN = re.compile(r"arn:aws:iam::(\d{12}):(user|group|role)(/(?:[^/]+/)*)([\w+=,.@-]+)")
 _OWNER = re.compile(r"(\d{12})|arn:aws:iam::(\d{12}):root")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+# Work bounds, in statements tested times resources (about 1.5-7 microseconds each): the calls
+# run inline on the read lane's event loop, which must never be held for long.
+ACTION_WORK_LIMIT = 25_000   # one action's simulation; more is refused (InvalidInput)
+PAGE_WORK_BUDGET = 25_000    # one page: fewer actions than MaxItems when they cost more
 _CALLER_TYPES = {"user": PrincipalType.USER, "group": PrincipalType.USER, "role": PrincipalType.ASSUMED_ROLE}
 
 
@@ -194,6 +203,26 @@ def _source(p: dict, ctx: Ctx) -> tuple[str, str, list[tuple[str, str, str]], st
     return kind, arn, sources, boundary
 
 
+def _paged(sim: Simulation, p: dict) -> dict:
+    """One page of results: at most MaxItems (100) actions, fewer when their work would pass
+    ``PAGE_WORK_BUDGET`` ("IAM might return fewer results, even when there are more results
+    available" [SimulateCustomPolicy]); the Marker is the index of the next action."""
+    marker = p.get("Marker")
+    if marker is not None and not marker.isdigit():
+        raise ValidationError("Invalid Marker.")
+    start = int(marker or 0)
+    work = action_work(sim)
+    if work > ACTION_WORK_LIMIT:
+        raise _invalid(f"The simulation is too large: {work} statement and resource pairs per action "
+                       f"exceed this backend's limit of {ACTION_WORK_LIMIT}; simulate fewer resources at once.")
+    count = max(1, min(p.get("MaxItems") or DEFAULT_MAX_ITEMS, PAGE_WORK_BUDGET // max(work, 1)))
+    results = simulate(sim, start, count)
+    out: dict = {"EvaluationResults": results, "IsTruncated": start + count < len(sim.actions)}
+    if out["IsTruncated"]:
+        out["Marker"] = str(start + count)
+    return out
+
+
 # ---- the operations --------------------------------------------------------------------------
 
 def simulate_principal_policy(p: dict, ctx: Ctx) -> dict:
@@ -205,14 +234,14 @@ def simulate_principal_policy(p: dict, ctx: Ctx) -> dict:
     if boundary is None and stored_boundary is not None:
         boundary = policy_input("PermissionsBoundary", "user-managed", stored_boundary)
     sim = _simulation(p, ctx, identity, boundary, arn if kind == "user" else None)
-    return page(simulate(sim), p, "EvaluationResults")
+    return _paged(sim, p)
 
 
 def simulate_custom_policy(p: dict, ctx: Ctx) -> dict:
     """SimulateCustomPolicy: only the policies passed in."""
     _refuse_unsupported(p)
     sim = _simulation(p, ctx, _inputs(p), _boundary(p), None)
-    return page(simulate(sim), p, "EvaluationResults")
+    return _paged(sim, p)
 
 
 def _checked(texts: list[str]) -> list[str]:

@@ -47,7 +47,7 @@ from sts_backend.policy_keys import statement_context_keys, unique_keys
 from sts_backend.policy_positions import Span, statement_spans
 from wire.query import XmlMap
 
-__all__ = ["PolicyInput", "Simulation", "policy_input", "simulate"]
+__all__ = ["PolicyInput", "Simulation", "action_work", "policy_input", "simulate"]
 
 _DECISIONS = {ALLOWED: "allowed", EXPLICIT_DENY: "explicitDeny"}
 _STRICTNESS = {"explicitDeny": 2, "implicitDeny": 1, "allowed": 0}
@@ -170,11 +170,18 @@ def _action_result(sim: Simulation, action: str) -> dict:
     return out
 
 
-def simulate(sim: Simulation) -> list[dict]:
-    """Every ``EvaluationResult`` of ``sim``, one per action (pagination is the caller's).
+def action_work(sim: Simulation) -> int:
+    """What simulating one action costs: statements to test, times resources (for paging by cost)."""
+    sources = list(sim.identity) + [s for s in (sim.boundary, sim.resource_policy) if s is not None]
+    return sum(len(s.policy.statements) for s in sources) * len(sim.resources or ("*",))
+
+
+def simulate(sim: Simulation, start: int = 0, count: int | None = None) -> list[dict]:
+    """The ``EvaluationResult`` of each action of ``sim[start:start + count]`` (all by default).
 
     Returns:
         Dicts in the IAM model's member order, for ``render_result``.
     """
-    return [_action_result(sim, action) for action in sim.actions]
+    stop = None if count is None else start + count
+    return [_action_result(sim, action) for action in sim.actions[start:stop]]
 

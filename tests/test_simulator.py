@@ -19,6 +19,7 @@ import pytest
 from sts_backend.app import READ_ONLY_ACTIONS
 from sts_backend.errors import SenderError
 from sts_backend.iam import Caller, bootstrap_admin, handle_iam, iam_resource_arn
+from sts_backend.iam_simulator import ACTION_WORK_LIMIT, PAGE_WORK_BUDGET
 from sts_backend.policy import ALLOWED, EXPLICIT_DENY, NO_ALLOW, RequestContext, evaluate
 from sts_backend.policy_explain import explain
 from sts_backend.policy_document import PolicyKind, parse_policy
@@ -249,6 +250,25 @@ def test_pagination(iam):
     assert rest["IsTruncated"] is False and "Marker" not in rest
     assert [(r["EvalActionName"], r["EvalDecision"]) for r in rest["EvaluationResults"]] == [
         ("ec2:RunInstances", "implicitDeny")]
+
+
+def test_pages_are_bounded_by_work_and_huge_simulations_refused(iam):
+    """250 statements x 100 resources is the most one action may cost (ACTION_WORK_LIMIT, 25,000
+    pairs), and one such action fills a page (PAGE_WORK_BUDGET) whatever MaxItems says."""
+    assert (ACTION_WORK_LIMIT, PAGE_WORK_BUDGET) == (25_000, 25_000)
+    policy = doc(*[allow(f"s3:Get{i}*", f"arn:aws:s3:::b{i}/*") for i in range(250)])
+    resources = [f"arn:aws:s3:::b0/{i}" for i in range(100)]
+    first = iam("SimulateCustomPolicy", PolicyInputList=[policy], ActionNames=["s3:Get0", "s3:Get1", "s3:Put"],
+                ResourceArns=resources, MaxItems=100)
+    assert (len(first["EvaluationResults"]), first["IsTruncated"], first["Marker"]) == (1, True, "1")
+    assert first["EvaluationResults"][0]["EvalDecision"] == "allowed"
+    e = iam.error("SimulateCustomPolicy", PolicyInputList=[policy], ActionNames=["s3:Get0"],
+                  ResourceArns=resources + ["arn:aws:s3:::b0/x"])
+    assert e.code == "InvalidInput" and "25250" in e.message
+    e = iam.error("SimulateCustomPolicy", PolicyInputList=[doc(allow())], ActionNames=["s3:Get0"], Marker="x")
+    assert (e.code, e.message) == ("ValidationError", "Invalid Marker.")
+    past = iam("SimulateCustomPolicy", PolicyInputList=[doc(allow())], ActionNames=["s3:Get0"], Marker="5")
+    assert (past["EvaluationResults"], past["IsTruncated"]) == ([], False)
 
 
 # ---- permissions boundaries ---------------------------------------------------------------

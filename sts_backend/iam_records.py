@@ -54,3 +54,15 @@ class KeyLastUsed:
 class AttachedPolicy:
     policy_name: str
     policy_arn: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySource:
+    """One policy of an entity, as the policy simulator needs it (``Store.policy_sources``)."""
+
+    name: str             # the inline or managed policy's name (the simulator's SourcePolicyId)
+    kind: str             # "user", "group", "role" (inline, by owner), "user-managed", "permission-boundary"
+    document: str
+    arn: str = ""         # managed policies (and the boundary): the policy's ARN
+    owner_kind: str = ""  # inline policies: "user", "group" or "role" ...
+    owner_name: str = ""  # ... and the owner's name

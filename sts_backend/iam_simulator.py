@@ -22,8 +22,9 @@ in. All four are read-only. Errors [IAM API reference for the four actions]:
   them to a fraction of a second.
 
 ``ResourceHandlingOption`` (EC2 scenarios) is accepted and ignored: nothing here
-depends on which EC2 resources a scenario names. ``PolicyExclusionList`` and
-``OrderedOrganizationPolicyInputList`` (SCPs) are refused (InvalidInput) rather
+depends on which EC2 resources a scenario names. ``PolicyExclusionList`` leaves
+attached policies out (``sts_backend.simulator_exclusions``);
+``OrderedOrganizationPolicyInputList`` (SCPs) is refused (InvalidInput) rather
 than silently ignored. ``ResourceOwner`` makes resources whose ARN names no
 account belong to that account.
 """
@@ -37,11 +38,13 @@ import ipaddress
 import re
 
 from sts_backend.errors import NoSuchEntity, SenderError, ValidationError
+from sts_backend.iam_records import PolicySource
 from sts_backend.iam_render import DEFAULT_MAX_ITEMS, Ctx, Handler
 from sts_backend.policy import PrincipalType
 from sts_backend.policy_document import PolicyKind, parse_policy
 from sts_backend.policy_keys import context_key_names
 from sts_backend.simulator import PolicyInput, Simulation, action_work, policy_input, simulate
+from sts_backend.simulator_exclusions import exclusion
 
 __all__ = ["HANDLERS", "context_entries"]
 
@@ -133,9 +136,9 @@ def context_entries(entries: list[dict]) -> dict[str, tuple[str, ...]]:
 # ---- building a simulation ------------------------------------------------------------------
 
 def _refuse_unsupported(p: dict) -> None:
-    for name in ("PolicyExclusionList", "OrderedOrganizationPolicyInputList"):
-        if p.get(name):
-            raise _invalid(f"{name} is not supported by this backend.")
+    if p.get("OrderedOrganizationPolicyInputList"):
+        raise _invalid("OrderedOrganizationPolicyInputList is not supported by this backend: it has no "
+                       "organizations, so no service control policies.")
 
 
 def _inputs(p: dict) -> list[PolicyInput]:
@@ -188,8 +191,8 @@ def _owner(owner: str | None) -> str | None:
     return found.group(1) or found.group(2)
 
 
-def _source(p: dict, ctx: Ctx) -> tuple[str, str, list[tuple[str, str, str]], str | None]:
-    """(kind, ARN, its policies as (id, type, document), its boundary document) of ``PolicySourceArn``."""
+def _source(p: dict, ctx: Ctx) -> tuple[str, str, list[PolicySource], PolicySource | None]:
+    """(kind, ARN, its policies, its boundary) of ``PolicySourceArn``."""
     arn = p["PolicySourceArn"]
     account, kind, name = _entity_arn(arn)
     own = ctx.store.account_id()
@@ -229,10 +232,11 @@ def simulate_principal_policy(p: dict, ctx: Ctx) -> dict:
     """SimulatePrincipalPolicy: the entity's policies plus those passed in; a passed boundary replaces its own."""
     _refuse_unsupported(p)
     kind, arn, sources, stored_boundary = _source(p, ctx)
-    identity = [policy_input(sid, stype, text) for sid, stype, text in sources] + _inputs(p)
+    excluded = exclusion(p.get("PolicyExclusionList") or [])
+    identity = [policy_input(s.name, s.kind, s.document) for s in sources if not excluded(s)] + _inputs(p)
     boundary = _boundary(p)
-    if boundary is None and stored_boundary is not None:
-        boundary = policy_input("PermissionsBoundary", "user-managed", stored_boundary)
+    if boundary is None and stored_boundary is not None and not excluded(stored_boundary):
+        boundary = policy_input(stored_boundary.name, stored_boundary.kind, stored_boundary.document)
     sim = _simulation(p, ctx, identity, boundary, arn if kind == "user" else None)
     return _paged(sim, p)
 
@@ -257,7 +261,7 @@ def get_context_keys_for_custom_policy(p: dict, ctx: Ctx) -> dict:
 def get_context_keys_for_principal_policy(p: dict, ctx: Ctx) -> dict:
     """The keys of the entity's policies (a user's groups' included), then of those passed in."""
     _, _, sources, _ = _source(p, ctx)
-    texts = [text for _, _, text in sources] + list(p.get("PolicyInputList") or [])
+    texts = [s.document for s in sources] + list(p.get("PolicyInputList") or [])
     return {"ContextKeyNames": context_key_names(_checked(texts))}
 
 

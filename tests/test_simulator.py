@@ -446,9 +446,60 @@ def test_malformed_and_unsupported_inputs(iam):
         assert (e.code, e.message, e.http_status) == ("MalformedPolicyDocument", "Syntax errors in policy.", 400)
     e = iam.error("GetContextKeysForCustomPolicy", PolicyInputList=[doc({"Effect": "Allow", "Action": "s3:*"})])
     assert (e.code, e.message) == ("MalformedPolicyDocument", "Policy statement must contain resources.")
-    e = iam.error("SimulatePrincipalPolicy", PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:user/admin",
-                  ActionNames=["s3:GetObject"], PolicyExclusionList=[{"PolicyType": "inline"}])
-    assert e.code == "InvalidInput" and "PolicyExclusionList" in e.message
+    e = iam.error("SimulateCustomPolicy", PolicyInputList=[doc(allow())], ActionNames=["s3:GetObject"],
+                  OrderedOrganizationPolicyInputList=[{"ServiceControlPolicyInputList": [doc(allow())]}])
+    assert e.code == "InvalidInput" and "OrderedOrganizationPolicyInputList" in e.message
+
+
+def test_policy_exclusion_list(iam):
+    iam("CreateUser", UserName="excl")
+    iam("PutUserPolicy", UserName="excl", PolicyName="inl", PolicyDocument=doc(allow("s3:GetObject")))
+    managed = iam("CreatePolicy", PolicyName="ExclS3", Path="/team/",
+                  PolicyDocument=doc(allow("s3:*")))["Policy"]["Arn"]
+    iam("AttachUserPolicy", UserName="excl", PolicyArn=managed)
+    iam("CreateGroup", GroupName="exclg")
+    iam("AddUserToGroup", GroupName="exclg", UserName="excl")
+    iam("PutGroupPolicy", GroupName="exclg", PolicyName="inl", PolicyDocument=doc(allow("s3:Get*")))
+    source = f"arn:aws:iam::{ACCOUNT}:user/excl"
+
+    def matched(*identifiers, inputs=()):
+        (result,) = iam("SimulatePrincipalPolicy", PolicySourceArn=source, ActionNames=["s3:GetObject"],
+                        PolicyExclusionList=list(identifiers), PolicyInputList=list(inputs))["EvaluationResults"]
+        return [(m["SourcePolicyId"], m["SourcePolicyType"]) for m in result["MatchedStatements"]]
+
+    everything = [("inl", "user"), ("ExclS3", "user-managed"), ("inl", "group")]
+    assert matched() == everything
+    assert matched({"PolicyType": "inline"}) == [("ExclS3", "user-managed")]
+    assert matched({"PolicyType": "user-managed"}) == [("inl", "user"), ("inl", "group")]
+    assert matched({"PolicyArn": managed}) == matched({"PolicyArn": f"arn:aws:iam::{ACCOUNT}:policy/team/*"})
+    assert matched({"PolicyArn": managed}) == [("inl", "user"), ("inl", "group")]
+    inline = {"PolicyName": "inl", "AttachmentType": "group", "AttachmentName": "EXCLG"}
+    assert matched({"InlinePolicyIdentifier": inline}) == [("inl", "user"), ("ExclS3", "user-managed")]
+    assert matched({"PolicyType": "inline"}, {"PolicyType": "user-managed"}, inputs=[doc(allow())]) == [
+        ("PolicyInputList.1", "none")]                            # passed-in policies are never excluded
+    for ignored in ({"PolicyType": "scp"}, {"PolicyType": "aws-managed"}, {"PolicyType": "rcp"},
+                    {"PolicyArn": f"arn:aws:iam::{ACCOUNT}:policy/Other"},
+                    {"PolicyType": "user-managed", "PolicyArn": f"arn:aws:iam::{ACCOUNT}:policy/Other"}):
+        assert matched(ignored) == everything, ignored
+    for invalid in ({}, {"PolicyArn": "arn:aws:iam::*:policy/x"}, {"PolicyArn": "arn:aws:s3:::policy/x"}):
+        e = iam.error("SimulatePrincipalPolicy", PolicySourceArn=source, ActionNames=["s3:GetObject"],
+                      PolicyExclusionList=[invalid])
+        assert (e.code, e.http_status) == ("InvalidInput", 400), invalid
+
+
+def test_policy_exclusion_of_the_boundary(iam):
+    iam("CreateUser", UserName="exclb")
+    iam("PutUserPolicy", UserName="exclb", PolicyName="all", PolicyDocument=doc(allow("*")))
+    arn = iam("CreatePolicy", PolicyName="ExclBoundary", PolicyDocument=doc(allow("s3:*")))["Policy"]["Arn"]
+    with sqlite3.connect(iam.data_dir / DB_NAME) as conn:
+        conn.execute("UPDATE users SET permissions_boundary = ? WHERE name = 'exclb'", (arn,))
+    source = f"arn:aws:iam::{ACCOUNT}:user/exclb"
+    for identifiers, decision in (([], "implicitDeny"), ([{"PolicyType": "permission-boundary"}], "allowed"),
+                                  ([{"PolicyArn": arn}], "allowed")):
+        (result,) = iam("SimulatePrincipalPolicy", PolicySourceArn=source, ActionNames=["ec2:RunInstances"],
+                        PolicyExclusionList=identifiers)["EvaluationResults"]
+        assert result["EvalDecision"] == decision, identifiers
+        assert ("PermissionsBoundaryDecisionDetail" in result) is (not identifiers)
 
 
 # ---- context keys -----------------------------------------------------------------------------

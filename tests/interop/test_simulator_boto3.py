@@ -102,6 +102,10 @@ def test_simulate_principal_policy_and_context_keys(iam):
                                            ContextEntries=region)["EvaluationResults"]
     assert sqs["EvalDecision"] == "allowed"
     assert [(m["SourcePolicyId"], m["SourcePolicyType"]) for m in sqs["MatchedStatements"]] == [("inline", "user")]
+    (without,) = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["sqs:SendMessage"],
+                                               ContextEntries=region, PolicyExclusionList=[{"PolicyType": "inline"}],
+                                               )["EvaluationResults"]
+    assert (without["EvalDecision"], without["MatchedStatements"]) == ("implicitDeny", [])
     shared = doc({"Effect": "Allow", "Principal": {"AWS": arn}, "Action": "s3:GetObject",
                   "Resource": "arn:aws:s3:::shared/*"})
     (s3,) = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["s3:GetObject"], ResourcePolicy=shared,

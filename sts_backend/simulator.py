@@ -38,7 +38,7 @@ SimulateCustomPolicy, EvaluationResult, ResourceSpecificResult]:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from sts_backend.policy import ALLOWED, EXPLICIT_DENY, RequestContext
 from sts_backend.policy_explain import Explanation, explain
@@ -46,6 +46,9 @@ from sts_backend.policy_document import Policy, PolicyKind, parse_policy
 from sts_backend.policy_keys import statement_context_keys, unique_keys
 from sts_backend.policy_positions import Span, statement_spans
 from wire.query import XmlMap
+
+if TYPE_CHECKING:
+    from sts_backend.policy_document import Statement
 
 __all__ = ["PolicyInput", "Simulation", "action_work", "policy_input", "simulate"]
 
@@ -95,7 +98,7 @@ def _statement(source: PolicyInput, index: int) -> dict:
             "EndPosition": {"Line": span.end.line, "Column": span.end.column}}
 
 
-def _relevant(st, action: str, resource: str, keys: Mapping[str, tuple[str, ...]]) -> bool:
+def _relevant(st: Statement, action: str, resource: str, keys: Mapping[str, tuple[str, ...]]) -> bool:
     """The statement is about this action and resource; a Resource with policy variables counts
     (its variables may be the very keys that are missing)."""
     if st.actions.matches(action, keys) is st.not_action:
@@ -137,11 +140,16 @@ def _one(sim: Simulation, action: str, resource: str) -> dict:
     return out
 
 
-def _unique(items: list) -> list:
-    out: list = []
-    for item in items:
-        if item not in out:
-            out.append(item)
+def _unique(statements: list[dict]) -> list[dict]:
+    """Matched statements without repeats (the same statement decides for many resources)."""
+    seen: set[tuple] = set()
+    out = []
+    for st in statements:
+        key = (st["SourcePolicyId"], st["SourcePolicyType"], tuple(st["StartPosition"].values()),
+               tuple(st["EndPosition"].values()))
+        if key not in seen:
+            seen.add(key)
+            out.append(st)
     return out
 
 

@@ -253,10 +253,10 @@ def test_pagination(iam):
 
 
 def test_pages_are_bounded_by_work_and_huge_simulations_refused(iam):
-    """250 statements x 100 resources is the most one action may cost (ACTION_WORK_LIMIT, 25,000
+    """100 statements x 100 resources is the most one action may cost (ACTION_WORK_LIMIT, 10,000
     pairs), and one such action fills a page (PAGE_WORK_BUDGET) whatever MaxItems says."""
-    assert (ACTION_WORK_LIMIT, PAGE_WORK_BUDGET) == (25_000, 25_000)
-    policy = doc(*[allow(f"s3:Get{i}*", f"arn:aws:s3:::b{i}/*") for i in range(250)])
+    assert (ACTION_WORK_LIMIT, PAGE_WORK_BUDGET) == (10_000, 10_000)
+    policy = doc(*[allow(f"s3:Get{i}*", f"arn:aws:s3:::b{i}/*") for i in range(100)])
     resources = [f"arn:aws:s3:::b0/{i}" for i in range(100)]
     first = iam("SimulateCustomPolicy", PolicyInputList=[policy], ActionNames=["s3:Get0", "s3:Get1", "s3:Put"],
                 ResourceArns=resources, MaxItems=100)
@@ -264,7 +264,7 @@ def test_pages_are_bounded_by_work_and_huge_simulations_refused(iam):
     assert first["EvaluationResults"][0]["EvalDecision"] == "allowed"
     e = iam.error("SimulateCustomPolicy", PolicyInputList=[policy], ActionNames=["s3:Get0"],
                   ResourceArns=resources + ["arn:aws:s3:::b0/x"])
-    assert e.code == "InvalidInput" and "25250" in e.message
+    assert e.code == "InvalidInput" and "10100" in e.message
     e = iam.error("SimulateCustomPolicy", PolicyInputList=[doc(allow())], ActionNames=["s3:Get0"], Marker="x")
     assert (e.code, e.message) == ("ValidationError", "Invalid Marker.")
     past = iam("SimulateCustomPolicy", PolicyInputList=[doc(allow())], ActionNames=["s3:Get0"], Marker="5")

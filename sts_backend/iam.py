@@ -7,7 +7,7 @@ operations without a result). Errors are ``sts_backend.errors`` exceptions with
 IAM's codes and messages (``iam_errors`` cites their sources).
 
 ``iam_resource_arn`` names the resource an action is authorised against (the
-app evaluates ``iam:ACTION`` on it). Operations live in four modules: this one
+app evaluates ``iam:ACTION`` on it). Operations live in five modules: this one
 (users, access keys, groups, account), ``iam_roles`` (roles, tags),
 ``iam_policies`` (inline and managed policies), ``iam_mfa`` (virtual MFA) and
 ``iam_simulator`` (the policy simulator).

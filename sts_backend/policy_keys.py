@@ -1,6 +1,7 @@
 """The context keys a policy document refers to, as IAM's simulator lists them (no I/O).
 
 ``GetContextKeysForCustomPolicy`` answers, for the AWS CLI's documented example
+(``awscli/examples/iam/get-context-keys-for-custom-policy.rst``)
 ``{"Version":"2012-10-17","Statement":{..."Resource":"arn:aws:dynamodb:us-west-2:
 123456789012:table/${aws:username}","Condition":{"DateGreaterThan":{"aws:CurrentTime":
 ...}}}}``, ``["aws:username", "aws:CurrentTime"]``: policy variables count as keys,

@@ -22,8 +22,9 @@ statement's ``{`` is read and just after its ``}``:
 
 Observed AWS responses fit this and nothing simpler: a compact
 ``{"Version": "2012-10-17", "Statement": [{...}]}`` gives Column 41 (the ``{``,
-just after ``[``); the AWS CLI example ``{"Version":"2012-10-17","Statement":{...}}``
-gives 38 to 167 (``{`` is column 37, the final statement ``}`` column 166);
+just after ``[``); the AWS CLI's example (``awscli/examples/iam/simulate-custom-policy.rst``)
+``{"Version":"2012-10-17","Statement":{...}}`` gives 38 to 167 (``{`` is column 37,
+the final statement ``}`` column 166);
 AdministratorAccess (two-space indent) gives Line 3 Column 17 to Line 8 Column 6;
 and recorded multi-statement responses start later statements at the comma.
 Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r``, as in Jackson.

@@ -132,6 +132,26 @@ def only_statement(text: str) -> tuple[dict, dict]:
     return pos(1, text.index("[{") + 2), pos(1, len(text) - 1)
 
 
+CLI_POLICY = ('{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"dynamodb:*","Resource":"*",'
+              '"Condition":{"DateGreaterThan":{"aws:CurrentTime":"2018-08-16T12:00:00Z"}}}}')
+
+
+@pytest.mark.parametrize("now, decision, matched", [
+    ("2019-04-25T11:00:00Z", "allowed", [{"SourcePolicyId": "PolicyInputList.1", "StartPosition": pos(1, 38),
+                                          "EndPosition": pos(1, 167)}]),
+    ("2014-04-25T11:00:00Z", "implicitDeny", []),
+])
+def test_the_aws_cli_examples(iam, now, decision, matched):
+    """awscli/examples/iam/simulate-custom-policy.rst, examples 1 and 2, member for member (the
+    examples predate SourcePolicyType, which is set aside here)."""
+    (result,) = iam.custom(CLI_POLICY, actions=("dynamodb:CreateBackup",), ContextEntries=[
+        {"ContextKeyName": "aws:CurrentTime", "ContextKeyValues": [now], "ContextKeyType": "date"}])
+    for statement in result["MatchedStatements"]:
+        assert statement.pop("SourcePolicyType") == "none"
+    assert result == {"EvalActionName": "dynamodb:CreateBackup", "EvalResourceName": "*", "EvalDecision": decision,
+                      "MatchedStatements": matched, "MissingContextValues": []}
+
+
 def test_without_resource_arns_one_result_per_action_on_star(iam):
     policy = doc(allow("s3:GetObject"))
     start, end = only_statement(policy)

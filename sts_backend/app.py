@@ -52,7 +52,8 @@ never lets the event loop wait on SQLite. Calls take one of two lanes:
   read-only connection opened, off the loop, on first use), run *inline* on the
   event loop: ``GetCallerIdentity``, ``GetAccessKeyInfo``, ``AssumeRole``,
   ``GetSessionToken`` and ``GetFederationToken`` without an MFA code (they mint
-  sealed tokens: nothing is stored per session), and IAM's ``Get*``/``List*``.
+  sealed tokens: nothing is stored per session), and IAM's ``Get*``/``List*`` and the
+  policy simulator's ``Simulate*``.
   In WAL mode a reader never waits for the write lock, and this connection's
   busy timeout is 0: should SQLite ever report it busy (recovery after a crash
   of another process), the call is answered 503 ``ServiceUnavailable`` (SDKs
@@ -126,7 +127,8 @@ _QUERY_SCOPE = re.compile(r"X-Amz-Credential=([A-Za-z0-9]{1,128})%2F[0-9]{8}%2F[
 READ_ONLY_ACTIONS: dict[str, frozenset[str]] = {
     "sts": frozenset({"GetCallerIdentity", "GetAccessKeyInfo", "AssumeRole", "GetSessionToken",
                       "GetFederationToken"}),
-    "iam": frozenset(a for a in iam.HANDLERS if a.startswith(("Get", "List")) and a != "GetAccessKeyLastUsed"),
+    "iam": frozenset(a for a in iam.HANDLERS
+                     if a.startswith(("Get", "List", "Simulate")) and a != "GetAccessKeyLastUsed"),
 }
 _MFA_MARKERS = ("tokencode", "serialnumber")  # compared with the decoded names, lower-cased
 WEB_IDENTITY = "AssumeRoleWithWebIdentity"

@@ -7,10 +7,11 @@ operations without a result). Errors are ``sts_backend.errors`` exceptions with
 IAM's codes and messages (``iam_errors`` cites their sources).
 
 ``iam_resource_arn`` names the resource an action is authorised against (the
-app evaluates ``iam:ACTION`` on it). Operations live in four modules: this one
+app evaluates ``iam:ACTION`` on it). Operations live in seven modules: this one
 (users, access keys, groups, account), ``iam_roles`` (roles, tags),
-``iam_policies`` (inline and managed policies), ``iam_mfa`` (virtual MFA) and
-``iam_boundaries`` (permissions boundaries), ``iam_oidc`` (OpenID Connect providers).
+``iam_policies`` (inline and managed policies), ``iam_mfa`` (virtual MFA),
+``iam_boundaries`` (permissions boundaries), ``iam_oidc`` (OpenID Connect
+providers) and ``iam_simulator`` (the policy simulator).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from sts_backend import iam_boundaries, iam_mfa, iam_oidc, iam_policies, iam_roles, ids
+from sts_backend import iam_boundaries, iam_mfa, iam_oidc, iam_policies, iam_roles, iam_simulator, ids
 from sts_backend.iam_boundaries import boundary_param
 from sts_backend.errors import SenderError
 from sts_backend.iam_render import Caller, Ctx, Handler, group_out, page, tags_in, target_user, user_out
@@ -212,7 +213,7 @@ HANDLERS: dict[str, Handler] = {
     "CreateAccountAlias": create_account_alias, "DeleteAccountAlias": delete_account_alias,
     "ListAccountAliases": list_account_aliases, "GetAccountSummary": get_account_summary,
 }
-for _module in (iam_roles, iam_policies, iam_mfa, iam_boundaries, iam_oidc):
+for _module in (iam_roles, iam_policies, iam_mfa, iam_boundaries, iam_oidc, iam_simulator):
     HANDLERS.update(_module.HANDLERS)
 
 
@@ -283,6 +284,8 @@ def iam_resource_arn(action: str, params: dict, caller: Caller, account_id: str,
         return ids.role_arn(account_id, name, _entity_path(store, "role", name, p))
     if action in _POLICY_ACTIONS:
         return p.get("PolicyArn", "*")
+    if action in ("SimulatePrincipalPolicy", "GetContextKeysForPrincipalPolicy"):
+        return p.get("PolicySourceArn", "*")
     if action == "CreatePolicy":
         return ids.policy_arn(account_id, p.get("PolicyName", ""), p.get("Path"))
     if action == "CreateVirtualMFADevice":

@@ -72,3 +72,15 @@ class OidcProvider:
     def host_path(self) -> str:
         """The URL without its scheme: IAM's ``Url``, the ARN's resource and the condition-key prefix."""
         return self.url.split("://", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySource:
+    """One policy of an entity, as the policy simulator needs it (``Store.policy_sources``)."""
+
+    name: str             # the inline or managed policy's name (the simulator's SourcePolicyId)
+    kind: str             # "user", "group", "role" (inline, by owner), "user-managed", "permission-boundary"
+    document: str
+    arn: str = ""         # managed policies (and the boundary): the policy's ARN
+    owner_kind: str = ""  # inline policies: "user", "group" or "role" ...
+    owner_name: str = ""  # ... and the owner's name

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALLOWED", "EXPLICIT_DENY", "NO_ALLOW", "Decision", "PrincipalType", "RequestContext",
-    "access_denied_message", "build_request_context", "evaluate", "evaluate_trust",
+    "access_denied_message", "build_request_context", "evaluate", "evaluate_trust", "statement_applies",
 ]
 
 
@@ -347,3 +347,9 @@ def evaluate_trust(request: RequestContext, trust_policy: Policy) -> Decision:
     other_account = len(parts) == 6 and parts[4] not in ("", request.principal_account)
     return Decision(True, ALLOWED, granted.sid, "trust",
                     needs_identity_allow=strength == _BROAD or other_account, via_role_arn=strength == _ROLE)
+
+
+def statement_applies(statement: Statement, request: RequestContext) -> bool:
+    """Whether one statement applies to the request: its Action, Resource, Principal and
+    Condition all match (``evaluate``'s test, for ``sts_backend.policy_explain``)."""
+    return bool(_applies(statement, request, request.action.lower()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sts_backend import iam_errors as err
 from sts_backend import ids
-from sts_backend.iam_records import AttachedPolicy, ManagedPolicy, PolicyVersion
+from sts_backend.iam_records import AttachedPolicy, ManagedPolicy, PolicySource, PolicyVersion
 from sts_backend.store_core import from_ts
 from sts_backend.store_iam import StoreIam
 
@@ -297,3 +297,50 @@ class StorePolicies(StoreIam):
                         "LEFT JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
                         "WHERE e.name = ?", (name,))
         return (None, None) if row is None else (row[0], row[1])
+
+    # ---- the policy simulator ----------------------------------------------------------
+
+    def policy_sources(self, kind: str, name: str) -> tuple[list[PolicySource], PolicySource | None]:
+        """The policies of a user, group or role for the simulator, and its permissions boundary.
+
+        Returns:
+            ``(sources, boundary)``: inline policies by name (kind the owner's:
+            "user", "group", "role"), then attached managed policies by name
+            ("user-managed", default version); for a user, then its groups' (inline
+            "group", managed once each), groups by name. The boundary ("permission-
+            boundary") is the managed policy whose ARN is in the entity's
+            ``permissions_boundary`` (users and roles; schema v3), or None.
+
+        Raises:
+            NoSuchEntity: there is no such entity.
+        """
+        owner_id, stored = self._entity(kind, name)
+        owners = [(kind, owner_id, stored)]
+        if kind == "user":
+            owners += [("group", r[0], r[1]) for r in self._all(
+                "SELECT g.group_id, g.name FROM group_members m JOIN groups g USING (group_id) "
+                "WHERE m.user_id = ? ORDER BY g.name COLLATE NOCASE", (owner_id,))]
+        sources: list[PolicySource] = []
+        seen: set[str] = set()
+        for owner_kind, oid, owner_name in owners:
+            sources += [PolicySource(r[0], owner_kind, r[1], "", owner_kind, owner_name) for r in self._all(
+                "SELECT name, document FROM inline_policies WHERE kind = ? AND owner_id = ? ORDER BY name",
+                (owner_kind, oid))]
+            for policy_name, arn, document in self._all(
+                    "SELECT p.name, p.arn, v.document FROM policy_attachments a JOIN policies p USING (policy_id) "
+                    "JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
+                    "WHERE a.kind = ? AND a.owner_id = ? ORDER BY p.name COLLATE NOCASE", (owner_kind, oid)):
+                if arn not in seen:
+                    seen.add(arn)
+                    sources.append(PolicySource(policy_name, "user-managed", document, arn))
+        return sources, self._boundary_source(kind, owner_id)
+
+    def _boundary_source(self, kind: str, owner_id: str) -> PolicySource | None:
+        if kind not in ("user", "role"):
+            return None
+        table, id_col = ("users", "user_id") if kind == "user" else ("roles", "role_id")
+        row = self._one(f"SELECT p.name, p.arn, v.document FROM {table} e "
+                        "JOIN policies p ON p.arn = e.permissions_boundary "
+                        "JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
+                        f"WHERE e.{id_col} = ?", (owner_id,))
+        return None if row is None else PolicySource(row[0], "permission-boundary", row[2], row[1])

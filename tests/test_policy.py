@@ -409,7 +409,7 @@ def test_permissions_boundary():
 
 @pytest.mark.parametrize("principal, caller, sessions, resource, expected", [
     ({"AWS": USER}, USER, (), ROLE, True),                      # same account: resource policy alone
-    ({"AWS": ACCT}, USER, (), ROLE, True),
+    ({"AWS": ACCT}, USER, (), ROLE, False),     # the account only delegates: identity must allow
     ({"AWS": f"arn:aws:iam::{ACCT}:user/bob"}, USER, (), ROLE, False),
     ({"AWS": CALLER_ROLE}, SESSION, ("iam:*",), ROLE, False),   # role ARN: session policy still limits
     ({"AWS": SESSION}, SESSION, ("iam:*",), ROLE, True),        # exact session ARN: it does not
@@ -758,3 +758,33 @@ def test_many_stars_do_not_backtrack():
     assert compile_glob(pattern).fullmatch("arn:" + "a" * 5000) is None
     assert compile_glob(pattern).fullmatch("arn:" + "a" * 5000 + "b") is not None
     assert time.perf_counter() - start < 0.5
+
+
+# --- rules from the guide the engine once missed (tests/policy_cases.py has more) -------
+
+def _resource(*statements):
+    return parse_policy(doc(*statements), PolicyKind.RESOURCE)
+
+
+def test_star_principal_grant_is_not_limited_by_boundary_or_session():
+    # [IUG:reference_policies_elements_principal §IAM role principals]
+    res = _resource({"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole", "Resource": "*",
+                     "Condition": {"ArnEquals": {"aws:PrincipalArn": CALLER_ROLE}}})
+    request = ctx(principal=SESSION, role_arn=CALLER_ROLE)
+    assert evaluate(request, [], session_policies=[identity(allow("iam:*"))], resource_policy=res).allowed
+    assert evaluate(request, [], permissions_boundary=identity(allow("iam:*")), resource_policy=res).allowed
+
+
+def test_not_principal_deny_spares_only_a_fully_named_caller():
+    # [IUG:reference_policies_elements_notprincipal §NotPrincipal With Deny]
+    bob = f"arn:aws:iam::{ACCT}:user/bob"
+    res = _resource({"Effect": "Deny", "NotPrincipal": {"AWS": [bob, f"arn:aws:iam::{ACCT}:root"]},
+                     "Action": "sts:*", "Resource": "*"})
+    mine = [identity(allow())]
+    assert evaluate(ctx(principal=bob), mine, resource_policy=res).allowed
+    assert evaluate(ctx(principal=USER), mine, resource_policy=res).reason == EXPLICIT_DENY   # same account
+    only_bob = _resource({"Effect": "Deny", "NotPrincipal": {"AWS": bob}, "Action": "sts:*", "Resource": "*"})
+    assert evaluate(ctx(principal=bob), mine, resource_policy=only_bob).reason == EXPLICIT_DENY
+    # a permissions boundary makes the NotPrincipal Deny apply whatever it names [IUG:access_policies_boundaries]
+    assert evaluate(ctx(principal=bob), mine, resource_policy=res,
+                    permissions_boundary=identity(allow("*"))).reason == EXPLICIT_DENY

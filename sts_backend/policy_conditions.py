@@ -10,7 +10,7 @@ are coerced per request, and one that does not parse matches nothing. A key miss
 from the request makes a condition false, except: negated operators and
 ``...IfExists`` (true), ``ForAllValues`` (true), ``Null`` (its own rule)
 [IUG:reference_policies_condition_operators; reference/sts-iam.md §10]. String*
-values may hold policy variables (``sts_backend.policy_match``); they are rendered
+and Arn* values may hold policy variables (``sts_backend.policy_match``); they are rendered
 per request, and an unresolvable one makes that value match nothing.
 """
 
@@ -57,6 +57,22 @@ def _arn_parts(text: str) -> tuple[re.Pattern[str], ...]:
     return tuple(compile_glob(p) for p in text.split(":", 5))
 
 
+def _arn_parts_rendered(chunks: tuple[tuple[str, bool], ...]) -> tuple[re.Pattern[str], ...]:
+    """``_arn_parts`` for a rendered template: split at the first five colons, with
+    substituted text kept literal (never a wildcard)."""
+    segments: list[list[tuple[str, bool]]] = [[]]
+    for text, literal in chunks:
+        for i, piece in enumerate(text.split(":")):
+            if i:
+                if len(segments) < 6:
+                    segments.append([])
+                else:
+                    segments[-1].append((":", True))
+            if piece:
+                segments[-1].append((piece, literal))
+    return tuple(compile_regex(glob_regex(tuple(s))) for s in segments)
+
+
 def _arn_match(value: str, parts: tuple[re.Pattern[str], ...]) -> bool:
     pieces = value.split(":", 5)
     return len(pieces) == len(parts) and all(p.fullmatch(v) for p, v in zip(parts, pieces))
@@ -85,15 +101,16 @@ class Operator:
     parse: Callable[[str], Any]
     match: Callable[[str, Any], bool]
     negated: bool = False
-    variables: bool = False   # policy variables expand in its values (String* only)
+    variables: bool = False   # policy variables expand in its values (String*, Arn*)
     glob: bool = False        # values are wildcard patterns (StringLike, StringNotLike)
+    parse_rendered: Callable[[tuple[tuple[str, bool], ...]], Any] | None = None   # Arn*
 
 
-def _pair(name: str, parse, match, variables=False, negated_name=None) -> dict[str, Operator]:
+def _pair(name: str, parse, match, variables=False, negated_name=None, parse_rendered=None) -> dict[str, Operator]:
     negated_name = negated_name or name.replace("Equals", "NotEquals").replace("Like", "NotLike")
     glob = name == "StringLike"
-    return {name: Operator(parse, match, False, variables, glob),
-            negated_name: Operator(parse, match, True, variables, glob)}
+    return {name: Operator(parse, match, False, variables, glob, parse_rendered),
+            negated_name: Operator(parse, match, True, variables, glob, parse_rendered)}
 
 
 _ORDER = {"Equals": float.__eq__, "LessThan": float.__lt__, "LessThanEquals": float.__le__,
@@ -112,8 +129,10 @@ OPERATORS: dict[str, Operator] = {
     "BinaryEquals": Operator(str, str.__eq__),
     **_pair("IpAddress", lambda p: ipaddress.ip_network(p.strip(), strict=False), _ip_match,
             negated_name="NotIpAddress"),
-    **_pair("ArnEquals", _arn_parts, _arn_match),
-    **_pair("ArnLike", _arn_parts, _arn_match),
+    # "You can use a policy variable for Condition values in any condition that involves
+    # the string operators or the ARN operators" [IUG:reference_policies_variables].
+    **_pair("ArnEquals", _arn_parts, _arn_match, True, parse_rendered=_arn_parts_rendered),
+    **_pair("ArnLike", _arn_parts, _arn_match, True, parse_rendered=_arn_parts_rendered),
     "Null": Operator(str.lower, lambda v, p: False),   # evaluated by Condition itself
 }
 _QUALIFIERS = ("ForAnyValue:", "ForAllValues:")
@@ -173,6 +192,8 @@ class Condition:
                 continue   # a variable without a value matches nothing
             if self.op.glob:
                 out.append(compile_regex(glob_regex(chunks)))
+            elif self.op.parse_rendered is not None:
+                out.append(self.op.parse_rendered(chunks))
             else:
                 out.append(self.op.parse("".join(text for text, _ in chunks)))
         return tuple(out)

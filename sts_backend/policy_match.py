@@ -7,7 +7,7 @@ Action and Resource lists, ``StringLike`` and ``Arn*`` condition values are glob
 compiled once (``compile_glob``, ``Patterns.compile``) and used with ``fullmatch``.
 
 Policy variables (``${aws:username}``, ``${key, 'default'}``, ``${*}``, ``${?}``,
-``${$}``) are expanded in Resource / NotResource and in String* condition values
+``${$}``) are expanded in Resource / NotResource and in String* and Arn* condition values
 when Version is 2012-10-17. A value holding one is parsed once into a template
 (``parse_template``) and rendered per request (``render``) from the request's
 condition keys; substituted text is literal, and a variable without a value makes

@@ -788,3 +788,12 @@ def test_not_principal_deny_spares_only_a_fully_named_caller():
     # a permissions boundary makes the NotPrincipal Deny apply whatever it names [IUG:access_policies_boundaries]
     assert evaluate(ctx(principal=bob), mine, resource_policy=res,
                     permissions_boundary=identity(allow("*"))).reason == EXPLICIT_DENY
+
+
+def test_policy_variables_in_arn_conditions():
+    # [IUG:reference_policies_variables §Condition element]: string and ARN operators
+    policy = identity(allow(Condition={"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCT}:user/${{aws:username}}"}}))
+    assert evaluate(ctx(), [policy]).allowed
+    assert not evaluate(ctx(extra={"aws:username": "bob"}), [policy]).allowed
+    literal = identity(allow(Condition={"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{ACCT}:user/${{*}}"}}))
+    assert not evaluate(ctx(), [literal]).allowed          # ${*} is a literal star, not a wildcard

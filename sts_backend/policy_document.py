@@ -12,7 +12,8 @@ Validation runs in IAM's order, each stage with the message IAM gives for it (th
 stage order and most texts follow moto 5.2.5 ``moto/iam/policy_validation.py``,
 which models AWS; every text seen from real AWS is cited where it is defined):
 
-1. JSON shape, element names and value types -> ``Syntax errors in policy.``
+1. JSON shape (no key twice in one object), element names and value types
+   -> ``Syntax errors in policy.``
 2. Version, when the caller demands the current one (managed policies)
 3. "legacy parsing": Effect case, Date/Numeric/IP condition values
 4. Sid format and uniqueness
@@ -197,9 +198,19 @@ def _parse(text: str, kind: PolicyKind, require_current_version: bool) -> Policy
 
 # --- stage 1: syntax ------------------------------------------------------------------
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """An object hook: "Individual elements must not contain multiple instances of the
+    same key" [IUG:reference_policies_grammar §Policy grammar notes]; json.loads
+    would silently keep the last one (two Effects, two StringEquals blocks...)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("duplicate key")
+    return found
+
+
 def _load(text: str) -> tuple[dict, list[dict]]:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_unique_keys)
     except (ValueError, TypeError, RecursionError):
         raise MalformedPolicyDocument(SYNTAX_ERROR) from None
     statements = doc.get("Statement") if isinstance(doc, dict) else None

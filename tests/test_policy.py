@@ -797,3 +797,15 @@ def test_policy_variables_in_arn_conditions():
     assert not evaluate(ctx(extra={"aws:username": "bob"}), [policy]).allowed
     literal = identity(allow(Condition={"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{ACCT}:user/${{*}}"}}))
     assert not evaluate(ctx(), [literal]).allowed          # ${*} is a literal star, not a wildcard
+
+
+@pytest.mark.parametrize("text", [
+    '{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Effect": "Deny", "Action": "*", "Resource": "*"}}',
+    '{"Version": "2012-10-17", "Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}',
+    '{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": '
+    '{"StringEquals": {"aws:username": "a"}, "StringEquals": {"aws:username": "b"}}}}',
+])
+def test_duplicate_keys_are_syntax_errors(text):
+    # [IUG:reference_policies_grammar §Policy grammar notes]
+    with pytest.raises(MalformedPolicyDocument, match="^Syntax errors in policy.$"):
+        parse_policy(text)

@@ -235,6 +235,8 @@ _NONE, _ACCOUNT, _ROLE, _EVERYONE, _EXACT = range(5)
 # Which of several matching Allows counts: for permissions, the least limited; for a
 # trust policy, one that needs no identity Allow (exact or role) before "*" or the account.
 _EVALUATE_RANK = (0, 1, 2, 3, 3)
+# Callers that are not IAM principals: services and identity providers' users.
+_NOT_AWS_PRINCIPALS = frozenset({PrincipalType.SERVICE, PrincipalType.WEB_IDENTITY, PrincipalType.SAML})
 _TRUST_RANK = (0, 1, 2, 1, 3)
 
 
@@ -380,6 +382,7 @@ def evaluate_trust(request: RequestContext, trust_policy: Policy) -> Decision:
         A ``Decision`` with source "trust". ``needs_identity_allow`` is True when
         the grant came through the account or "*", or the caller is in another
         account: AWS then also requires the caller's identity policies to allow.
+        Never for a service or an identity provider's user, which have none.
     """
     action = request.action.lower()
     for st in trust_policy.denies:
@@ -388,6 +391,8 @@ def evaluate_trust(request: RequestContext, trust_policy: Policy) -> Decision:
     granted, strength = _best_allow((trust_policy,), request, action, _TRUST_RANK)
     if granted is None:
         return Decision(False, NO_ALLOW, None, "trust")
+    if request.principal_type in _NOT_AWS_PRINCIPALS:
+        return Decision(True, ALLOWED, granted.sid, "trust")   # no identity policies to consult
     parts = request.resource.split(":", 5)
     other_account = len(parts) == 6 and parts[4] not in ("", request.principal_account)
     return Decision(True, ALLOWED, granted.sid, "trust",

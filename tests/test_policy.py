@@ -809,3 +809,15 @@ def test_duplicate_keys_are_syntax_errors(text):
     # [IUG:reference_policies_grammar §Policy grammar notes]
     with pytest.raises(MalformedPolicyDocument, match="^Syntax errors in policy.$"):
         parse_policy(text)
+
+
+def test_trust_of_services_and_identity_providers_needs_no_identity_allow():
+    # They have no identity policies; the role's account differs from their (empty) one.
+    service = ctx(principal="ecs.amazonaws.com", principal_type=PrincipalType.SERVICE)
+    decision = evaluate_trust(service, trust(trusting({"Service": "ecs.amazonaws.com"})))
+    assert decision.allowed and not decision.needs_identity_allow
+    web = ctx("sts:AssumeRoleWithWebIdentity", principal="accounts.google.com",
+              principal_type=PrincipalType.WEB_IDENTITY)
+    policy = trust({"Effect": "Allow", "Principal": {"Federated": "accounts.google.com"},
+                    "Action": "sts:AssumeRoleWithWebIdentity"})
+    assert evaluate_trust(web, policy) == Decision(True, ALLOWED, None, "trust", False)

@@ -208,8 +208,13 @@ def condition_syntax_ok(block: Any) -> bool:
     for operator, body in block.items():
         if not isinstance(body, dict):
             return False
-        if split_operator(operator)[1] not in OPERATORS and body:
+        _, base, if_exists = split_operator(operator)
+        if base not in OPERATORS and body:
             return False   # unknown operators pass only when empty (moto models AWS so)
+        # IfExists goes on "any condition operator name except the Null condition"
+        # [IUG:reference_policies_elements_condition_operators §...IfExists condition operators].
+        if base == "Null" and if_exists:
+            return False
         for values in body.values():
             items = values if isinstance(values, list) else [values]
             if not all(isinstance(v, (str, bool, int, float)) for v in items):

@@ -25,7 +25,9 @@ reported in ``Decision.needs_identity_allow``; the STS action decides what to do
 with it. GetCallerIdentity being always allowed is the caller's rule, not ours.
 
 Everything expensive (regex compilation, value parsing) happened at parse time;
-here a statement costs a set lookup or one ``fullmatch`` per element.
+here a statement costs a set lookup or one ``fullmatch`` per element, and only
+statements whose Action lets the request's action in are tried at all
+(``Policy.for_action``, worked out once per policy and action).
 """
 
 from __future__ import annotations
@@ -280,15 +282,14 @@ def _exempt(ps: PrincipalSet, req: RequestContext) -> bool:
     return req.principal_arn in ps.arns
 
 
-def _applies(st: Statement, req: RequestContext, action: str, bounded: bool = False) -> int:
-    """How strongly the statement applies to the request (_NONE: not at all).
+def _applies(st: Statement, req: RequestContext, bounded: bool = False) -> int:
+    """How strongly a statement whose Action lets the request's action in (see
+    ``Policy.for_action``) applies to the request (_NONE: not at all).
 
     ``bounded``: the caller has a permissions boundary, and then a Deny with
     NotPrincipal "will always deny" it, whatever NotPrincipal names
     [IUG:access_policies_boundaries]."""
     keys = req.keys
-    if st.actions.matches(action, keys) is st.not_action:
-        return _NONE
     if st.resources is not None and st.resources.matches(req.resource, keys) is st.not_resource:
         return _NONE
     strength = _EXACT
@@ -313,8 +314,8 @@ def _best_allow(policies: Iterable[Policy], req: RequestContext, action: str,
                 rank: Sequence[int] = _EVALUATE_RANK) -> tuple[Statement | None, int]:
     best, strength = None, _NONE
     for policy in policies:
-        for st in policy.allows:
-            found = _applies(st, req, action)
+        for st in policy.for_action(action)[1]:
+            found = _applies(st, req)
             if rank[found] > rank[strength]:
                 best, strength = st, found
                 if rank[found] == rank[_EXACT]:
@@ -349,8 +350,8 @@ def evaluate(
     bounded = permissions_boundary is not None
     for source, policies in layers:
         for policy in policies:
-            for st in policy.denies:
-                if _applies(st, request, action, bounded):
+            for st in policy.for_action(action)[0]:
+                if _applies(st, request, bounded):
                     return Decision(False, EXPLICIT_DENY, st.sid, source)
     granted, _ = _best_allow(identity_policies, request, action)
     limit = None
@@ -385,8 +386,8 @@ def evaluate_trust(request: RequestContext, trust_policy: Policy) -> Decision:
         Never for a service or an identity provider's user, which have none.
     """
     action = request.action.lower()
-    for st in trust_policy.denies:
-        if _applies(st, request, action):
+    for st in trust_policy.for_action(action)[0]:
+        if _applies(st, request):
             return Decision(False, EXPLICIT_DENY, st.sid, "trust")
     granted, strength = _best_allow((trust_policy,), request, action, _TRUST_RANK)
     if granted is None:

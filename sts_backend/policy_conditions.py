@@ -20,6 +20,7 @@ import datetime as dt
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
 from sts_backend.policy_match import (
@@ -78,11 +79,26 @@ def _arn_match(value: str, parts: tuple[re.Pattern[str], ...]) -> bool:
     return len(pieces) == len(parts) and all(p.fullmatch(v) for p, v in zip(parts, pieces))
 
 
-def _ip_match(value: str, network: Any) -> bool:
+def _network(text: str) -> tuple[int, int, int]:
+    """(IP version, first, last address as integers) of a policy's CIDR or address."""
+    network = ipaddress.ip_network(text.strip(), strict=False)
+    return network.version, int(network.network_address), int(network.broadcast_address)
+
+
+@lru_cache(maxsize=1024)
+def _address(value: str) -> tuple[int, int] | None:
+    """(IP version, address as an integer) of a request's address, parsed once however
+    many networks it is tested against; None when it is not an address."""
     try:
-        return ipaddress.ip_address(value.strip()) in network
+        address = ipaddress.ip_address(value.strip())
     except ValueError:
-        return False
+        return None
+    return address.version, int(address)
+
+
+def _ip_match(value: str, network: tuple[int, int, int]) -> bool:
+    address = _address(value)
+    return address is not None and address[0] == network[0] and network[1] <= address[1] <= network[2]
 
 
 def _convert_match(convert: Callable[[str], Any], compare: Callable[[Any, Any], bool]):
@@ -127,7 +143,7 @@ OPERATORS: dict[str, Operator] = {
     "DateNotEquals": Operator(_epoch, _convert_match(_epoch, float.__eq__), True),
     "Bool": Operator(str.lower, lambda v, p: v.lower() == p),
     "BinaryEquals": Operator(str, str.__eq__),
-    **_pair("IpAddress", lambda p: ipaddress.ip_network(p.strip(), strict=False), _ip_match,
+    **_pair("IpAddress", _network, _ip_match,
             negated_name="NotIpAddress"),
     # "You can use a policy variable for Condition values in any condition that involves
     # the string operators or the ARN operators" [IUG:reference_policies_variables].
@@ -177,6 +193,12 @@ class Condition:
             return self.if_exists or self.op.negated
         values = self.values + self._rendered(keys) if self.templates else self.values
         op = self.op
+        if len(present) == 1 and not self.qualifier:   # the common case, without generators
+            match, value = op.match, present[0]
+            for policy_value in values:
+                if match(value, policy_value):
+                    return not op.negated
+            return op.negated
         results = (any(op.match(v, p) for p in values) != op.negated for v in present)
         if self.qualifier == "ForAnyValue":
             return any(results)

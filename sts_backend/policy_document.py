@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -157,6 +157,28 @@ class Policy:
     denies: tuple[Statement, ...]
     allows: tuple[Statement, ...]
     size: int
+    _by_action: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def for_action(self, action: str) -> tuple[tuple[Statement, ...], tuple[Statement, ...]]:
+        """(denies, allows) whose Action/NotAction element lets ``action`` (lower-case) in.
+
+        Action matching needs nothing from the request but the action (no policy
+        variables there), so it is done once per action and remembered; a request
+        then only tries the statements that can apply to it. Bounded: a policy sees
+        few distinct actions, and the memo starts over when it holds too many.
+        """
+        found = self._by_action.get(action)
+        if found is None:
+            if len(self._by_action) >= _ACTION_MEMO:
+                self._by_action.clear()
+            found = self._by_action[action] = (
+                tuple(st for st in self.denies if st.actions.matches(action, _NO_KEYS) is not st.not_action),
+                tuple(st for st in self.allows if st.actions.matches(action, _NO_KEYS) is not st.not_action))
+        return found
+
+
+_ACTION_MEMO = 256
+_NO_KEYS: dict = {}
 
 
 def parse_policy(text: str, kind: PolicyKind = PolicyKind.IDENTITY, *,

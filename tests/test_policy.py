@@ -821,3 +821,16 @@ def test_trust_of_services_and_identity_providers_needs_no_identity_allow():
     policy = trust({"Effect": "Allow", "Principal": {"Federated": "accounts.google.com"},
                     "Action": "sts:AssumeRoleWithWebIdentity"})
     assert evaluate_trust(web, policy) == Decision(True, ALLOWED, None, "trust", False)
+
+
+def test_statements_for_an_action_are_remembered_within_bounds():
+    policy = identity(allow("s3:Get*", Sid="Get"), deny("*", Sid="All"), allow("iam:*", Sid="Iam"),
+                      {"Effect": "Allow", "NotAction": "s3:*", "Resource": "*", "Sid": "NotS3"})
+    denies, allows = policy.for_action("s3:getobject")
+    assert ([s.sid for s in denies], [s.sid for s in allows]) == (["All"], ["Get"])
+    assert [s.sid for s in policy.for_action("iam:getuser")[1]] == ["Iam", "NotS3"]
+    assert policy.for_action("s3:getobject") is policy.for_action("s3:getobject")
+    for n in range(600):
+        policy.for_action(f"svc:action{n}")
+    assert len(policy._by_action) <= 256
+    assert [s.sid for s in policy.for_action("s3:getobject")[1]] == ["Get"]

@@ -237,9 +237,9 @@ _NONE, _ACCOUNT, _ROLE, _EVERYONE, _EXACT = range(5)
 # Which of several matching Allows counts: for permissions, the least limited; for a
 # trust policy, one that needs no identity Allow (exact or role) before "*" or the account.
 _EVALUATE_RANK = (0, 1, 2, 3, 3)
+_TRUST_RANK = (0, 1, 2, 1, 3)
 # Callers that are not IAM principals: services and identity providers' users.
 _NOT_AWS_PRINCIPALS = frozenset({PrincipalType.SERVICE, PrincipalType.WEB_IDENTITY, PrincipalType.SAML})
-_TRUST_RANK = (0, 1, 2, 1, 3)
 
 
 def _principal_strength(ps: PrincipalSet, req: RequestContext) -> int:
@@ -254,7 +254,7 @@ def _principal_strength(ps: PrincipalSet, req: RequestContext) -> int:
         return _EXACT
     if ps.everyone:
         return _EVERYONE
-    if kind in (PrincipalType.SERVICE, PrincipalType.WEB_IDENTITY, PrincipalType.SAML):
+    if kind in _NOT_AWS_PRINCIPALS:
         return _NONE
     if any(arn in ps.arns for arn in req.get("aws:PrincipalArn")):
         return _ROLE

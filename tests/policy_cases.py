@@ -616,6 +616,11 @@ VARIABLES = [
          identity=(policy(statement("Allow", "iam:*", None, "A", NotResource=f"arn:aws:iam::{ACCT}:user/${{aws:username}}")),)),
     Case("var-notresource-other", cite(P_VARS, "Resource element"), req("iam:DeleteUser", BOB), YES,
          identity=(policy(statement("Allow", "iam:*", None, "A", NotResource=f"arn:aws:iam::{ACCT}:user/${{aws:username}}")),)),
+    Case("var-not-before-fifth-colon", cite(P_VARS, "Resource element"), req("iam:GetUser", ALICE), NO,
+         identity=(policy(allow("iam:*", "arn:aws:iam::${aws:PrincipalAccount}:user/alice")),)),
+    Case("var-after-fifth-colon-with-colons", cite(P_VARS, "Resource element"),
+         req("logs:PutLogEvents", f"arn:aws:logs:us-east-1:{ACCT}:log-group:/home/alice:log-stream:x"), YES,
+         identity=(policy(allow("logs:*", f"arn:aws:logs:*:{ACCT}:log-group:/home/${{aws:username}}:*")),)),
     Case("var-manage-own-keys", cite(P_VARS, "Introduction"), req("iam:CreateAccessKey", ALICE), YES,
          identity=(policy(allow("iam:*AccessKey*", f"arn:aws:iam::{ACCT}:user/${{aws:username}}")),)),
 ]

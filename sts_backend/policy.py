@@ -282,14 +282,16 @@ def _exempt(ps: PrincipalSet, req: RequestContext) -> bool:
     return req.principal_arn in ps.arns
 
 
-def _applies(st: Statement, req: RequestContext, bounded: bool = False) -> int:
-    """How strongly a statement whose Action lets the request's action in (see
-    ``Policy.for_action``) applies to the request (_NONE: not at all).
+def _applies(st: Statement, req: RequestContext, action: str | None = None, *, bounded: bool = False) -> int:
+    """How strongly the statement applies to the request (_NONE: not at all).
 
-    ``bounded``: the caller has a permissions boundary, and then a Deny with
-    NotPrincipal "will always deny" it, whatever NotPrincipal names
-    [IUG:access_policies_boundaries]."""
+    ``action`` (lower-case): check the Action element too; None when the statement
+    came from ``Policy.for_action``, which already did. ``bounded``: the caller has a
+    permissions boundary, and then a Deny with NotPrincipal "will always deny" it,
+    whatever NotPrincipal names [IUG:access_policies_boundaries]."""
     keys = req.keys
+    if action is not None and st.actions.matches(action, keys) is st.not_action:
+        return _NONE
     if st.resources is not None and st.resources.matches(req.resource, keys) is st.not_resource:
         return _NONE
     strength = _EXACT
@@ -351,7 +353,7 @@ def evaluate(
     for source, policies in layers:
         for policy in policies:
             for st in policy.for_action(action)[0]:
-                if _applies(st, request, bounded):
+                if _applies(st, request, bounded=bounded):
                     return Decision(False, EXPLICIT_DENY, st.sid, source)
     granted, _ = _best_allow(identity_policies, request, action)
     limit = None

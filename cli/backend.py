@@ -1,8 +1,10 @@
-"""`rolecall backend init|serve|rotate-token-key`: the included STS+IAM backend.
+"""`rolecall backend ...`: the included STS+IAM backend.
 
     rolecall backend init --data-dir D [--account-id N]
     rolecall backend serve --data-dir D [--listen H:P] [--tls-cert F --tls-key F] [--insecure-http]
     rolecall backend rotate-token-key --data-dir D
+    rolecall backend retire-token-key --data-dir D [--key-id N]
+    rolecall backend revoke-sessions --data-dir D (--role NAME | --user NAME)
     rolecall backend quotas --data-dir D
     rolecall backend set-quota --data-dir D NAME VALUE
 
@@ -10,6 +12,13 @@
 ``serve`` logs ``listening on http://H:P`` once bound and exits 0 on SIGTERM/SIGINT.
 ``rotate-token-key`` adds a new session-token key; tokens sealed under older keys
 keep verifying until they expire (a running server picks the key up on its own).
+``retire-token-key`` deletes the oldest key (or ``--key-id N``), never the current
+one: every running server on the data dir refuses the tokens it sealed within a
+second. Rotating, then retiring the old key once its tokens may be refused (36 h,
+the longest session, for no disruption) is the rotation procedure.
+``revoke-sessions`` denies every call but GetCallerIdentity to the sessions of a role
+(or of a user's GetSessionToken/AssumeRole chains) issued before now; later sessions
+are unaffected, as with IAM's "Revoke active sessions".
 ``quotas`` prints every quota in force (stored override or default) as one JSON
 object; ``set-quota`` overrides one of them (e.g. ``RolesPerAccount 500``), which a
 running server applies from its next call.
@@ -51,6 +60,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     rotate = sub.add_parser("rotate-token-key", help="add a new session-token sealing key")
     rotate.add_argument("--data-dir", required=True)
     rotate.set_defaults(run=_rotate)
+
+    retire = sub.add_parser("retire-token-key",
+                            help="delete the oldest session-token key (never the current one)")
+    retire.add_argument("--data-dir", required=True)
+    retire.add_argument("--key-id", type=_positive, metavar="N", help="retire key N instead of the oldest")
+    retire.set_defaults(run=_retire)
+
+    revoke = sub.add_parser("revoke-sessions", help="deny the live sessions of a role or user issued before now")
+    revoke.add_argument("--data-dir", required=True)
+    who = revoke.add_mutually_exclusive_group(required=True)
+    who.add_argument("--role", metavar="NAME", help="the role whose sessions are revoked")
+    who.add_argument("--user", metavar="NAME", help="the IAM user whose temporary credentials are revoked")
+    revoke.set_defaults(run=_revoke)
 
     quotas = sub.add_parser("quotas", help="print the account's quotas as JSON")
     quotas.add_argument("--data-dir", required=True)
@@ -113,7 +135,8 @@ def _serve(args: argparse.Namespace) -> int:
     store = _open_store(args.data_dir)
     audit = AuditLog(Path(args.data_dir) / "audit.log", max_bytes=args.audit_max_bytes, keep=args.audit_keep)
     try:
-        server.run(Backend(store, SystemClock(), audit), [args.listen], ssl_context=context)
+        server.run(Backend(store, SystemClock(), audit, secure_transport=context is not None), [args.listen],
+                   ssl_context=context)
     except OSError as exc:
         raise CliError(f"backend serve: cannot listen on {args.listen}: {exc.strerror or exc}") from None
     finally:
@@ -146,6 +169,33 @@ def _rotate(args: argparse.Namespace) -> int:
           f"next token, no restart needed. The {count - 1} older key(s) stay, so tokens they sealed keep working "
           "until they expire (36 h at most); keep the data dir's backups as secret as the keys in it.",
           file=sys.stderr)
+    return 0
+
+
+def _retire(args: argparse.Namespace) -> int:
+    from sts_backend.store import StoreError
+
+    with _open_store(args.data_dir) as store:
+        try:
+            key_id = store.retire_token_key(args.key_id)
+        except StoreError as exc:
+            raise CliError(f"backend retire-token-key: {exc}") from None
+        left = sorted(store.token_keys()[1])
+    print(json.dumps({"RetiredTokenKeyId": key_id, "TokenKeyIds": left}))
+    print(f"backend retire-token-key: key {key_id} is gone; tokens it sealed are refused (InvalidClientTokenId) by "
+          "every backend on this data dir within a second.", file=sys.stderr)
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    kind, name = ("role", args.role) if args.role is not None else ("user", args.user)
+    with _open_store(args.data_dir) as store:
+        if (store.role(name) if kind == "role" else store.user(name)) is None:
+            raise CliError(f"backend revoke-sessions: there is no {kind} named {name!r} in {args.data_dir}")
+        store.revoke_sessions(kind, name)
+    print(json.dumps({"Revoked": kind, "Name": name}))
+    print(f"backend revoke-sessions: sessions of {kind} {name} issued before now are denied every call but "
+          "GetCallerIdentity; new sessions are unaffected.", file=sys.stderr)
     return 0
 
 

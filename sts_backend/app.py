@@ -1,4 +1,5 @@
-"""The backend's front door: one ``HttpRequest`` in, one ``HttpResponse`` out (no I/O).
+"""The backend's front door: one ``HttpRequest`` in, one ``HttpResponse`` out (no I/O but
+an identity provider's keys, fetched by ``jwks`` for AssumeRoleWithWebIdentity).
 
 Theory of operation
 -------------------
@@ -6,7 +7,9 @@ Theory of operation
 
 1. read the Query form (POST body and/or the query string);
 2. authenticate (``auth.Authenticator``: SigV4, keys, sealed session tokens) —
-   the credential scope's service (``sts`` or ``iam``) routes the call;
+   the credential scope's service (``sts`` or ``iam``) routes the call; except
+   AssumeRoleWithWebIdentity, whose web-identity token is verified instead
+   (``sts_web_identity``), signed or not;
 3. refuse an unknown Action/Version (``validation.check_operation``: ``InvalidAction``);
 4. apply the credential-kind rules (``auth.check_call``: they need only service and
    action, and AWS answers them before looking at parameters, so GetSessionToken
@@ -57,6 +60,14 @@ never lets the event loop wait on SQLite. Calls take one of two lanes:
   (``PRAGMA query_only``), so a misrouted write fails (503) rather than racing
   the write lane.
 
+- the **web-identity lane**: AssumeRoleWithWebIdentity (unsigned: the token is the
+  proof), in a trio worker thread, up to ``WEB_IDENTITY_WORKERS`` at once, each worker
+  on a read-only ``Store.reader()`` of its own (pooled). Verifying the token may fetch
+  the identity provider's keys (``jwks``: seconds at worst, bounded by timeouts), so it
+  must run neither on the event loop nor on the write lane, where it would stall every
+  write behind a slow provider; it writes nothing (sealed tokens, like AssumeRole).
+  The key cache (``jwks.JwksCache``) is shared by the workers.
+
 The lane is chosen from the decoded form (the same parameters the lane then
 serves) and the claimed credential scope: ``Action``, and for STS whether a
 ``TokenCode`` or ``SerialNumber`` is present in any spelling (unverified:
@@ -82,13 +93,15 @@ import errno
 import logging
 import re
 import sqlite3
+import threading
 from typing import Any
 
 import httpx
 import trio
 
-from sts_backend import iam, sts
+from sts_backend import iam, iam_boundaries, sts, sts_web_identity
 from sts_backend.audit import AuditRecord, NullAudit
+from sts_backend.jwks import JwksCache
 from sts_backend.auth import (UNSIGNED_ACTIONS, Authenticator, Principal, check_call, principal_policies,
                               request_context, unsigned_call)
 from sts_backend.errors import AccessDenied, BackendError, MfaLockout, ReceiverError, SenderError
@@ -116,6 +129,8 @@ READ_ONLY_ACTIONS: dict[str, frozenset[str]] = {
     "iam": frozenset(a for a in iam.HANDLERS if a.startswith(("Get", "List")) and a != "GetAccessKeyLastUsed"),
 }
 _MFA_MARKERS = ("tokencode", "serialnumber")  # compared with the decoded names, lower-cased
+WEB_IDENTITY = "AssumeRoleWithWebIdentity"
+WEB_IDENTITY_WORKERS = 4  # web-identity calls in flight at once (each may wait on an identity provider)
 
 
 class Backend:
@@ -126,19 +141,29 @@ class Backend:
             caller, or the write lane's worker when served through ``__call__``).
         clock: the wall clock for signatures, expiry, TOTP and ``Date``.
         audit: where audit lines go (``audit.AuditLog``); none kept by default.
+        throttle: the per-key STS rate limiter (shared with the read lane).
+        web_keys: identity providers' signing keys for AssumeRoleWithWebIdentity
+            (``jwks.JwksCache``: fetches over HTTPS); a fresh cache by default.
+        secure_transport: every request arrives over TLS (``aws:SecureTransport``).
     """
 
-    def __init__(self, store: Any, clock: WallClock, audit: Any = None, throttle: KeyThrottle | None = None) -> None:
+    def __init__(self, store: Any, clock: WallClock, audit: Any = None, throttle: KeyThrottle | None = None,
+                 web_keys: JwksCache | None = None, *, secure_transport: bool = False) -> None:
         self.store = store
+        self.web_keys = web_keys if web_keys is not None else JwksCache()
         self.clock = clock
         self.audit = audit if audit is not None else NullAudit()
         self.throttle = throttle if throttle is not None else KeyThrottle(lambda: clock.now().timestamp())
-        self.authenticator = Authenticator(store, clock)
+        self.secure_transport = secure_transport
+        self.authenticator = Authenticator(store, clock, secure_transport=secure_transport)
         self._dates = HttpDate()
         self._write_lane: trio.CapacityLimiter | None = None
         self._opening: trio.Lock | None = None
         self._reader: Backend | None = None   # the read lane's backend, opened on first use
         self._reader_failed = False
+        self._web_lane: trio.CapacityLimiter | None = None
+        self._web_readers: list[Backend] = []   # idle web-lane backends, each on its own reader()
+        self._web_guard = threading.Lock()
 
     async def __call__(self, req: HttpRequest) -> HttpResponse:
         """Serve one request on the serving layer without blocking the event loop; never raises.
@@ -151,10 +176,13 @@ class Backend:
         """
         if self._write_lane is None:
             self._write_lane, self._opening = trio.CapacityLimiter(1), trio.Lock()
+            self._web_lane = trio.CapacityLimiter(WEB_IDENTITY_WORKERS)
         try:
             params = _form(req)
         except QueryError:
             params = None  # the write lane parses again and reports it
+        if params is not None and params.get("Action") == WEB_IDENTITY and getattr(self.store, "reader", None):
+            return await trio.to_thread.run_sync(self._serve_web_identity, req, params, limiter=self._web_lane)
         if not self._reader_failed and params is not None and _reads_only(req, params) and not self._flush_due():
             reader = self._reader
             if reader is None:
@@ -177,20 +205,41 @@ class Backend:
             self._reader_failed = True
             return
         try:
-            self._reader = Backend(opener(), self.clock, self.audit, self.throttle)
+            self._reader = Backend(opener(), self.clock, self.audit, self.throttle, self.web_keys,
+                                   secure_transport=self.secure_transport)
         except Exception as exc:  # noqa: BLE001 - the write lane can serve everything
             log.warning("cannot open the read lane (%s); serving every call on the write lane",
                         type(exc).__name__)
             self._reader_failed = True
 
-    def close(self) -> None:
-        """Close the read lane's connection (the store itself stays open: its owner closes it).
+    def _serve_web_identity(self, req: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        """(worker thread) AssumeRoleWithWebIdentity on the web-identity lane (see the module docstring)."""
+        with self._web_guard:
+            lane = self._web_readers.pop() if self._web_readers else None
+        if lane is None:
+            try:
+                lane = Backend(self.store.reader(), self.clock, self.audit, self.throttle, self.web_keys)
+            except Exception as exc:  # noqa: BLE001 - answered as AWS answers an overloaded service
+                log.warning("cannot open a web-identity lane (%s)", type(exc).__name__)
+                return layer_error_response(503)
+        try:
+            return lane.handle(req, params)
+        finally:
+            with self._web_guard:
+                self._web_readers.append(lane)
 
-        Call once no request is in progress; a later async call opens the lane again.
+    def close(self) -> None:
+        """Close the read lanes' connections (the store itself stays open: its owner closes it).
+
+        Call once no request is in progress; a later async call opens the lanes again.
         """
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.store.close()
+        with self._web_guard:
+            lanes, self._web_readers = self._web_readers, []
+        for lane in lanes:
+            lane.store.close()
 
     def handle(self, req: HttpRequest, params: dict[str, str] | None = None) -> HttpResponse:
         """Serve one Query API request; never raises.
@@ -233,6 +282,8 @@ class Backend:
             params = _form(req)
         record.params = params
         action = record.action = params.get("Action")
+        if action == WEB_IDENTITY:   # signed or not: the token is the proof
+            return "sts", action, self._web_identity(params, record, now), False
         if action in UNSIGNED_ACTIONS and not _signed(req):
             record.service = "sts"
             raise unsigned_call(action)
@@ -264,13 +315,27 @@ class Backend:
             raise audit_failure(exc) from None
         return service, action, result, True
 
+    def _web_identity(self, params: dict[str, str], record: AuditRecord, now) -> dict:
+        """AssumeRoleWithWebIdentity; audited as authenticated (its token redacted) once the token verified."""
+        record.service = "sts"
+        check_operation("sts", WEB_IDENTITY, params)
+        typed = validate("sts", WEB_IDENTITY, params)
+        result = sts_web_identity.assume_role_with_web_identity(
+            typed, self.store, now, self.web_keys,
+            connection={"aws:SourceIp": record.source, "aws:SecureTransport": self.secure_transport})
+        record.authenticated, record.principal_arn = True, result["AssumedRoleUser"]["Arn"]
+        return result
+
     def _authorize_iam(self, action: str, params: dict, principal: Principal, caller, now) -> None:
-        if principal.kind == "root":
+        if principal.kind == "root" and not principal.revoked:
             return
         resource = iam.iam_resource_arn(action, params, caller, principal.account_id, self.store)
-        identity, session_policies = principal_policies(principal, self.store)
-        ctx = request_context(principal, f"iam:{action}", resource, now)
-        if not evaluate(ctx, identity, session_policies=session_policies).allowed:
+        identity, session_policies, boundary = principal_policies(principal, self.store)
+        ctx = request_context(principal, f"iam:{action}", resource, now, self.store,
+                              resource_tags=iam.iam_resource_tags(action, params, caller, self.store),
+                              extra={**iam.iam_request_tags(params),
+                                     **iam_boundaries.condition_keys(action, params, self.store)})
+        if not evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary).allowed:
             raise AccessDenied(access_denied_message(principal.arn, f"iam:{action}", resource))
 
     def _error(self, exc: BackendError, service: str, record: AuditRecord) -> bytes:

@@ -13,9 +13,20 @@ that resolves the signing key:
   (``ExpiredToken``, 403). The secret comes out of the token itself.
 
 Only after the signature checks out is a temporary credential checked against
-revocation (role deleted or recreated, source key deactivated, sessions revoked):
-``store.session_revoked`` answers are cached per session and dropped whenever
-``store.revocation_epoch()`` moves, so a busy session costs one tiny query per call.
+revocation (role deleted or recreated, source key deactivated or deleted, MFA device
+deactivated, sessions revoked): ``store.session_revoked`` answers are cached per
+session and dropped whenever ``store.revocation_epoch()`` moves, so a busy session
+costs one tiny query per call. A revoked session still authenticates — it is a valid
+principal, and GetCallerIdentity answers it as AWS answers every valid principal —
+but ``principal_policies`` gives it an explicit deny-all, as AWS's
+``AWSRevokeOlderSessions`` policy does [IUG:id_roles_use_revoke-sessions]: every
+authorized call is AccessDenied.
+
+Token keys: the key set is re-read at most once a second (``KEY_CHECK_INTERVAL``,
+``store.token_keys`` costs a ``PRAGMA data_version`` when nothing changed), so a key
+retired by ``rolecall backend retire-token-key`` in another process stops opening
+tokens here within that interval; the cache of opened sessions is emptied whenever
+the key set changes, so it never outlives the key that opened a session.
 
 ``check_call`` then applies the rules of sts-iam.md §5 that depend only on the
 kind of credential, before any policy is read: GetSessionToken credentials
@@ -40,8 +51,9 @@ from wire.clock import WallClock
 from wire.http import HttpRequest
 from wire.sigv4 import SigV4Error, UnknownAccessKey, verify
 
-__all__ = ["Authenticator", "Principal", "SERVICES", "UNSIGNED_ACTIONS", "check_call", "principal_policies",
-           "request_context", "unsigned_call", "managed_document"]
+__all__ = ["Authenticator", "KEY_CHECK_INTERVAL", "Principal", "SERVICES", "UNSIGNED_ACTIONS", "check_call",
+           "managed_document", "principal_arn_key", "principal_policies", "principal_tags", "request_context",
+           "unsigned_call"]
 
 SERVICES = frozenset({"sts", "iam"})
 UNSIGNED_ACTIONS = frozenset({"AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"})
@@ -57,6 +69,7 @@ _STS_ALLOWED = {
 }
 _NOT_WITH_ROLE_SESSION = frozenset({"GetSessionToken", "GetFederationToken"})
 _CACHE_LIMIT = 4096
+KEY_CHECK_INTERVAL = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +79,9 @@ class Principal:
     ``user_name`` is the IAM user behind the credential: the owner of a long-term
     key, or the user who called GetSessionToken/GetFederationToken ("" for root).
     ``session`` is set for temporary credentials, None for long-term keys.
+    ``revoked``: a session whose role, source key, user or MFA device was deleted or
+    deactivated, or whose sessions were revoked; it may call GetCallerIdentity only.
+    ``source_ip`` and ``secure_transport`` describe the connection the request came on.
     """
 
     kind: PrincipalKind
@@ -77,6 +93,9 @@ class Principal:
     service: str
     region: str
     session: Session | None = None
+    revoked: bool = False
+    source_ip: str | None = None
+    secure_transport: bool = False
 
     @property
     def temporary(self) -> bool:
@@ -109,10 +128,12 @@ def plausible(session: Session, now: dt.datetime) -> bool:
 class Authenticator:
     """Verifies SigV4 requests against one store; keeps small caches between calls."""
 
-    def __init__(self, store: StsStore, clock: WallClock) -> None:
+    def __init__(self, store: StsStore, clock: WallClock, *, secure_transport: bool = False) -> None:
         self._store = store
         self._clock = clock
+        self._secure = secure_transport
         self._keys: dict[int, bytes] = store.token_keys()[1]
+        self._keys_checked = clock.now()
         self._sessions: dict[str, Session] = {}
         self._revoked: dict[str, bool] = {}
         self._epoch = store.revocation_epoch()
@@ -147,17 +168,19 @@ class Authenticator:
         if verified.service not in SERVICES:
             raise SenderError("SignatureDoesNotMatch", "Credential should be scoped to correct service: 'sts'. ",
                               403)
+        where = (verified.service, verified.region, req.peer[0] if req.peer else None, self._secure)
         if isinstance(found[0], Session):
-            self._check_revoked(found[0], verified.session_token or "")
-            return self._session_principal(found[0], verified.service, verified.region)
+            revoked = self._revoked_session(found[0], verified.session_token or "")
+            return self._session_principal(found[0], *where, revoked)
         self._store.record_key_use(verified.access_key_id, verified.service, verified.region, now)
-        return self._key_principal(found[0], verified.service, verified.region)
+        return self._key_principal(found[0], *where)
 
     # -- temporary credentials -------------------------------------------------------------
 
     def _session(self, access_key_id: str, token: str | None, now: dt.datetime) -> Session:
         if not token:
             raise InvalidClientTokenId()
+        self._check_keys(now)
         session = self._sessions.get(token)
         if session is None:
             session = self._unseal(token, access_key_id)
@@ -169,6 +192,17 @@ class Authenticator:
             raise InvalidClientTokenId()
         return session
 
+    def _check_keys(self, now: dt.datetime) -> None:
+        """Follow the store's key set (at most once per ``KEY_CHECK_INTERVAL``): a retired key's
+        sessions leave the cache with it."""
+        if abs(now - self._keys_checked) < KEY_CHECK_INTERVAL:
+            return
+        self._keys_checked = now
+        keys = self._store.token_keys()[1]
+        if keys != self._keys:
+            self._keys = keys
+            self._sessions.clear()
+
     def _unseal(self, token: str, access_key_id: str) -> Session:
         """The token's session (a key added since start is loaded on a miss)."""
         try:
@@ -178,13 +212,14 @@ class Authenticator:
             if keys == self._keys:
                 raise
             self._keys = keys
+            self._sessions.clear()   # the new set may lack a retired key too
             session = tokens.unseal(token, keys, access_key_id)
         if len(self._sessions) >= _CACHE_LIMIT:
             self._sessions.clear()
         self._sessions[token] = session
         return session
 
-    def _check_revoked(self, session: Session, token: str) -> None:
+    def _revoked_session(self, session: Session, token: str) -> bool:
         epoch = self._store.revocation_epoch()
         if epoch != self._epoch or len(self._revoked) >= _CACHE_LIMIT:
             self._revoked.clear()
@@ -192,16 +227,17 @@ class Authenticator:
         revoked = self._revoked.get(token)
         if revoked is None:
             revoked = self._revoked[token] = self._store.session_revoked(session)
-        if revoked:
-            raise InvalidClientTokenId()
+        return revoked
 
     @staticmethod
-    def _session_principal(session: Session, service: str, region: str) -> Principal:
+    def _session_principal(session: Session, service: str, region: str, source_ip: str | None, secure: bool,
+                           revoked: bool) -> Principal:
         kind = _SESSION_KINDS[session.kind]
         if kind == "user" and session.source_user_name == "":
             kind = "root"
         return Principal(kind, session.principal_arn, session.account_id, session.user_id,
-                         session.access_key_id, session.source_user_name, service, region, session)
+                         session.access_key_id, session.source_user_name, service, region, session, revoked,
+                         source_ip, secure)
 
     # -- long-term keys -------------------------------------------------------------------
 
@@ -211,14 +247,17 @@ class Authenticator:
         key = self._store.access_key(access_key_id)
         return key if key is not None and key.status == "Active" else None
 
-    def _key_principal(self, key: AccessKey, service: str, region: str) -> Principal:
+    def _key_principal(self, key: AccessKey, service: str, region: str, source_ip: str | None,
+                       secure: bool) -> Principal:
         account = self._store.account_id()
         if key.user_name == "":
-            return Principal("root", ids.root_arn(account), account, account, key.access_key_id, "", service, region)
+            return Principal("root", ids.root_arn(account), account, account, key.access_key_id, "", service, region,
+                             source_ip=source_ip, secure_transport=secure)
         user = self._store.user(key.user_name)
         if user is None:
             raise InvalidClientTokenId()
-        return Principal("user", user.arn, account, user.user_id, key.access_key_id, user.user_name, service, region)
+        return Principal("user", user.arn, account, user.user_id, key.access_key_id, user.user_name, service, region,
+                         source_ip=source_ip, secure_transport=secure)
 
 
 def check_call(principal: Principal, service: str, action: str) -> None:
@@ -250,7 +289,7 @@ def check_call(principal: Principal, service: str, action: str) -> None:
 def unsigned_call(action: str) -> SenderError:
     """The answer to an unsigned call AWS accepts unsigned but this backend does not serve."""
     return SenderError("InvalidAction", f"{action} is not supported by this backend: it has no "
-                                        "web-identity or SAML providers to trust")
+                                        "SAML providers to trust")
 
 
 # ---- authorization inputs ---------------------------------------------------------------------
@@ -260,26 +299,36 @@ _DENY_ALL = json.dumps({"Version": "2012-10-17",
 _FROM_SESSION = object()
 
 
-def principal_policies(principal: Principal, store) -> tuple[list[Policy], list[Policy]]:
-    """(identity policies, session policies) that decide what ``principal`` may do.
+def principal_policies(principal: Principal, store) -> tuple[list[Policy], list[Policy], Policy | None]:
+    """(identity policies, session policies, permissions boundary) that decide what ``principal`` may do.
 
-    A role session gets its role's policies, every other caller its IAM user's
-    (root: none; root is allowed everything by the caller of this). Session
-    policies are the inline and managed ones passed when the session was made;
-    a GetFederationToken session without any, or a session whose managed session
-    policies were all deleted since, gets an explicit deny-all instead, so a
-    session policy that disappears never widens a session.
+    A role session gets its role's policies and boundary, every other caller its
+    IAM user's (root: none; root is allowed everything by the caller of this).
+    Both are read now, not when the session was made: a changed boundary applies
+    to live sessions [IUG:access_policies_boundaries]. The user's boundary also caps
+    its GetSessionToken and GetFederationToken sessions (a session's permissions are
+    what the identity policies, the boundary and the session policies all allow).
+    Session policies are the inline and managed ones passed when the session was
+    made; a GetFederationToken session without any, or a session whose managed
+    session policies were all deleted since, gets an explicit deny-all instead, so a
+    session policy that disappears never widens a session. A boundary whose policy
+    cannot be read is a deny-all too. A revoked session gets an explicit deny-all
+    among its identity policies.
     """
     session = principal.session
     if principal.kind == "assumed-role" and session is not None:
-        texts = store.identity_policies("role", session.role_name or "")
+        kind, name = "role", session.role_name or ""
     elif principal.user_name:
-        texts = store.identity_policies("user", principal.user_name)
+        kind, name = "user", principal.user_name
     else:
-        texts = []
+        kind, name = None, ""
+    texts = store.identity_policies(kind, name) if kind else []
+    if principal.revoked:
+        texts = [*texts, _DENY_ALL]
     identity = [parse_policy(t, PolicyKind.IDENTITY) for t in texts]
+    boundary = _boundary(store, kind, name) if kind else None
     if session is None:
-        return identity, []
+        return identity, [], boundary
     documents = [session.session_policy] if session.session_policy else []
     for arn in session.policy_arns:
         found = managed_document(store, arn)
@@ -288,7 +337,15 @@ def principal_policies(principal: Principal, store) -> tuple[list[Policy], list[
     wanted = session.session_policy or session.policy_arns or session.kind == "GetFederationToken"
     if wanted and not documents:
         documents = [_DENY_ALL]
-    return identity, [parse_policy(t, PolicyKind.IDENTITY) for t in documents]
+    return identity, [parse_policy(t, PolicyKind.IDENTITY) for t in documents], boundary
+
+
+def _boundary(store, kind: str, name: str) -> Policy | None:
+    """The entity's permissions boundary, parsed; deny-all when it is set but unreadable."""
+    arn, document = store.boundary_document(kind, name)
+    if arn is None:
+        return None
+    return parse_policy(document if document is not None else _DENY_ALL, PolicyKind.IDENTITY)
 
 
 def managed_document(store, arn: str) -> str | None:
@@ -300,24 +357,58 @@ def managed_document(store, arn: str) -> str | None:
         return None
 
 
-def request_context(principal: Principal, action: str, resource: str, now: dt.datetime, *,
+def principal_tags(principal: Principal, store) -> dict[str, str]:
+    """``aws:PrincipalTag`` values: the user's or role's own tags, then the session's tags over
+    them (a session tag wins over an entity tag with the same key, case-insensitively)
+    [IUG:id_session-tags]. Federated users and root have only their session tags."""
+    session = principal.session
+    own: list[tuple[str, str]] = []
+    if principal.kind == "assumed-role" and session is not None and session.role_id:
+        own = store.tags_of_id("role", session.role_id)
+    elif principal.kind == "user":
+        own = store.tags_of_id("user", principal.user_id)
+    merged = {key.lower(): (key, value) for key, value in own}
+    if session is not None:
+        merged.update((key.lower(), (key, value)) for key, value in session.tags)
+    return dict(merged.values())
+
+
+def principal_arn_key(principal: Principal) -> str | None:
+    """``aws:PrincipalArn``: a role session's role ARN with the role's path (None: derive it)."""
+    session = principal.session
+    if principal.kind == "assumed-role" and session is not None and session.role_name and session.role_path:
+        return ids.role_arn(principal.account_id, session.role_name, session.role_path)
+    return None
+
+
+def request_context(principal: Principal, action: str, resource: str, now: dt.datetime, store, *,
                     mfa_present: Any = _FROM_SESSION, mfa_time: dt.datetime | None = None,
+                    resource_tags: list[tuple[str, str]] | None = None,
                     extra: dict[str, Any] | None = None) -> RequestContext:
     """The policy ``RequestContext`` for ``principal`` asking ``action`` on ``resource``.
 
-    MFA keys follow sts-iam.md §8: absent for long-term keys, ``false`` for
-    temporary credentials minted without MFA, ``true`` plus
-    ``aws:MultiFactorAuthAge`` with it. Pass ``mfa_present``/``mfa_time`` to
-    override what the session says (AssumeRole with its own MFA code).
+    Every global key AWS sets for such a call is there: the principal's ARN (a role
+    session's with the role's path), account, type, user name and id; its tags
+    (``principal_tags``); the MFA keys, which follow sts-iam.md §8 (absent for
+    long-term keys, ``false`` for temporary credentials minted without MFA, ``true``
+    plus ``aws:MultiFactorAuthAge`` with it); token issue time, current time, source
+    identity, region, ``aws:SourceIp`` and ``aws:SecureTransport``. ``resource_tags``
+    (the target user's or role's) become ``aws:ResourceTag/*`` and ``iam:ResourceTag/*``.
+    Pass ``mfa_present``/``mfa_time`` to override what the session says (AssumeRole
+    with its own MFA code); ``extra`` adds request-specific keys, and wins.
     """
     session = principal.session
     if mfa_present is _FROM_SESSION:
         mfa_present = None if session is None else session.mfa_authenticated
         mfa_time = None if session is None else session.mfa_auth_time
     age = int((now - mfa_time).total_seconds()) if mfa_present and mfa_time is not None else None
+    keys: dict[str, Any] = {"aws:SecureTransport": principal.secure_transport, "aws:SourceIp": principal.source_ip}
+    for key, value in resource_tags or ():
+        keys[f"aws:ResourceTag/{key}"] = keys[f"iam:ResourceTag/{key}"] = value
+    keys.update(extra or {})
     return build_request_context(
         action, resource, principal.arn, principal_account=principal.account_id, user_id=principal.user_id,
-        now=now, mfa_present=mfa_present, mfa_age_seconds=age,
+        role_arn=principal_arn_key(principal), now=now, mfa_present=mfa_present, mfa_age_seconds=age,
         token_issued_at=session.issued_at if session else None,
         source_identity=session.source_identity if session else None, requested_region=principal.region,
-        principal_tags=dict(session.tags) if session and session.tags else None, extra=extra)
+        principal_tags=principal_tags(principal, store) or None, extra=keys)

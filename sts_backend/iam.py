@@ -9,7 +9,8 @@ IAM's codes and messages (``iam_errors`` cites their sources).
 ``iam_resource_arn`` names the resource an action is authorised against (the
 app evaluates ``iam:ACTION`` on it). Operations live in four modules: this one
 (users, access keys, groups, account), ``iam_roles`` (roles, tags),
-``iam_policies`` (inline and managed policies) and ``iam_mfa`` (virtual MFA).
+``iam_policies`` (inline and managed policies), ``iam_mfa`` (virtual MFA) and
+``iam_boundaries`` (permissions boundaries), ``iam_oidc`` (OpenID Connect providers).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from sts_backend import iam_mfa, iam_policies, iam_roles, ids
+from sts_backend import iam_boundaries, iam_mfa, iam_oidc, iam_policies, iam_roles, ids
+from sts_backend.iam_boundaries import boundary_param
 from sts_backend.errors import SenderError
 from sts_backend.iam_render import Caller, Ctx, Handler, group_out, page, tags_in, target_user, user_out
 from sts_backend.policy_document import policy_size
@@ -29,7 +31,8 @@ from wire.query import XmlMap
 if TYPE_CHECKING:
     from sts_backend.store import Store
 
-__all__ = ["Caller", "handle_iam", "iam_resource_arn", "bootstrap_admin", "ADMIN_POLICY"]
+__all__ = ["Caller", "handle_iam", "iam_resource_arn", "iam_request_tags", "iam_resource_tags", "bootstrap_admin",
+           "ADMIN_POLICY"]
 
 ADMIN_POLICY = json.dumps({"Version": "2012-10-17",
                            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
@@ -61,8 +64,13 @@ def handle_iam(action: str, params: dict, caller: Caller, store: Store, clock: W
 # ---- users ---------------------------------------------------------------------------------
 
 def create_user(p: dict, ctx: Ctx) -> dict:
-    user = ctx.store.create_user(p["UserName"], p.get("Path") or "/", tags_in(p))
-    return {"User": user_out(user, ctx.store.tags_of("user", user.user_name))}
+    """CreateUser, with its permissions boundary if given (both, or neither)."""
+    boundary = boundary_param(p)
+    with ctx.store.transaction():
+        user = ctx.store.create_user(p["UserName"], p.get("Path") or "/", tags_in(p))
+        if boundary is not None:
+            ctx.store.set_permissions_boundary("user", user.user_name, boundary)
+    return {"User": user_out(user, ctx.store.tags_of("user", user.user_name), boundary)}
 
 
 def get_user(p: dict, ctx: Ctx) -> dict:
@@ -71,7 +79,8 @@ def get_user(p: dict, ctx: Ctx) -> dict:
         return {"User": {"UserId": ctx.store.account_id(), "Arn": ids.root_arn(ctx.store.account_id()),
                          "CreateDate": ctx.store.account_created()}}
     user = ctx.store.get_user(target_user(p, ctx))
-    return {"User": user_out(user, ctx.store.tags_of("user", user.user_name))}
+    return {"User": user_out(user, ctx.store.tags_of("user", user.user_name),
+                             ctx.store.permissions_boundary("user", user.user_name))}
 
 
 def list_users(p: dict, ctx: Ctx) -> dict:
@@ -179,7 +188,7 @@ _SUMMARY_QUOTAS = {
 _SUMMARY_FIXED = {
     "PolicyVersionsInUseQuota": 10000, "ServerCertificates": 0, "ServerCertificatesQuota": 20,
     "SigningCertificatesPerUserQuota": 2, "InstanceProfiles": 0, "InstanceProfilesQuota": 1000,
-    "Providers": 0, "GlobalEndpointTokenVersion": 1,
+    "GlobalEndpointTokenVersion": 1,
 }
 assert set(_SUMMARY_QUOTAS.values()) <= set(DEFAULT_QUOTAS)
 
@@ -203,7 +212,7 @@ HANDLERS: dict[str, Handler] = {
     "CreateAccountAlias": create_account_alias, "DeleteAccountAlias": delete_account_alias,
     "ListAccountAliases": list_account_aliases, "GetAccountSummary": get_account_summary,
 }
-for _module in (iam_roles, iam_policies, iam_mfa):
+for _module in (iam_roles, iam_policies, iam_mfa, iam_boundaries, iam_oidc):
     HANDLERS.update(_module.HANDLERS)
 
 
@@ -213,14 +222,16 @@ _USER_ACTIONS = frozenset("""
     CreateUser GetUser DeleteUser CreateAccessKey UpdateAccessKey DeleteAccessKey ListAccessKeys
     ListGroupsForUser PutUserPolicy GetUserPolicy DeleteUserPolicy ListUserPolicies AttachUserPolicy
     DetachUserPolicy ListAttachedUserPolicies TagUser UntagUser ListUserTags EnableMFADevice
-    ResyncMFADevice DeactivateMFADevice ListMFADevices""".split())
+    ResyncMFADevice DeactivateMFADevice ListMFADevices PutUserPermissionsBoundary
+    DeleteUserPermissionsBoundary""".split())
 _GROUP_ACTIONS = frozenset("""
     CreateGroup GetGroup DeleteGroup AddUserToGroup RemoveUserFromGroup PutGroupPolicy GetGroupPolicy
     DeleteGroupPolicy ListGroupPolicies AttachGroupPolicy DetachGroupPolicy ListAttachedGroupPolicies""".split())
 _ROLE_ACTIONS = frozenset("""
     CreateRole GetRole DeleteRole UpdateRole UpdateRoleDescription UpdateAssumeRolePolicy PutRolePolicy
     GetRolePolicy DeleteRolePolicy ListRolePolicies AttachRolePolicy DetachRolePolicy
-    ListAttachedRolePolicies TagRole UntagRole ListRoleTags""".split())
+    ListAttachedRolePolicies TagRole UntagRole ListRoleTags PutRolePermissionsBoundary
+    DeleteRolePermissionsBoundary""".split())
 _POLICY_ACTIONS = frozenset("""
     GetPolicy DeletePolicy CreatePolicyVersion GetPolicyVersion ListPolicyVersions DeletePolicyVersion
     SetDefaultPolicyVersion""".split())
@@ -278,11 +289,39 @@ def iam_resource_arn(action: str, params: dict, caller: Caller, account_id: str,
         return ids.mfa_arn(account_id, p.get("VirtualMFADeviceName", ""), p.get("Path"))
     if action == "DeleteVirtualMFADevice":
         return p.get("SerialNumber", "*")
+    if "OpenIDConnectProvider" in action:
+        return iam_oidc.resource_arn(action, p, account_id)
     if action == "GetAccessKeyLastUsed" and store is not None:
         key = store.access_key(p.get("AccessKeyId", ""))
         user = store.user(key.user_name) if key is not None else None
         return user.arn if user is not None else "*"
     return "*"
+
+
+def iam_resource_tags(action: str, params: dict, caller: Caller, store: Store) -> list[tuple[str, str]]:
+    """The tags of the user or role ``iam:<action>`` acts on (``aws:ResourceTag/*``,
+    ``iam:ResourceTag/*``); [] for other resources, or when the entity does not exist yet."""
+    if action in _USER_ACTIONS:
+        name = params.get("UserName") or caller.user_name
+        found = store.user(name) if name else None
+        return store.tags_of_id("user", found.user_id) if found is not None else []
+    if action in _ROLE_ACTIONS:
+        found = store.role(params.get("RoleName", ""))
+        return store.tags_of_id("role", found.role_id) if found is not None else []
+    return []
+
+
+def iam_request_tags(params: dict) -> dict[str, object]:
+    """``aws:RequestTag/*`` and ``aws:TagKeys`` of a call that passes tags (Create*, Tag*) or tag
+    keys (Untag*) [IUG:access_tags]."""
+    keys: dict[str, object] = {}
+    tags = [(t["Key"], t.get("Value", "")) for t in params.get("Tags") or []]
+    if tags:
+        keys.update({f"aws:RequestTag/{k}": v for k, v in tags})
+        keys["aws:TagKeys"] = [k for k, _ in tags]
+    elif params.get("TagKeys"):
+        keys["aws:TagKeys"] = list(params["TagKeys"])
+    return keys
 
 
 # ---- bootstrap -----------------------------------------------------------------------------

@@ -32,6 +32,19 @@ quoted AWS response was found.
   verbatim in AWS users' MFA set-up notes and an AWS-compatible IAM's tests.
 - "MFA Device is already in use." — the same AWS-compatible IAM's tests.
 - "Must specify userName when calling with non-User credentials" — AWS CLI transcripts.
+- Permissions boundaries: a policy used as a boundary cannot be deleted either, DeleteConflict
+  "Cannot delete a policy attached to entities." — gruntwork-io/cloud-nuke#972 (real AWS, 2025).
+  Deleting a user or role that has a boundary is not refused: the DeleteConflicts seen were
+  about policies (rebuy-de/aws-nuke#819, closed as "caused by the inline policy not
+  boundary"), and the DeleteUser/DeleteRole API pages do not list the boundary among what
+  must be removed first. An unknown boundary policy is NoSuchEntity in AttachRolePolicy's words
+  (UNVERIFIED for boundaries); an ARN that is not a managed policy's is InvalidInput (the code
+  the model lists; the wording is moto's, where it is InvalidParameterValue: UNVERIFIED).
+- "Provider with url https://X already exists." (EntityAlreadyExists, 409) — unfunco/terraform-aws-oidc-github#23,
+  DrFaust92/terraform-kubernetes-ebs-csi-driver#107.
+- "OpenIDConnect Provider not found for arn X", "Thumbprint list must contain fewer than 5 entries.",
+  "Cannot exceed quota for ClientIdsPerOpenIdConnectProvider: 100", "Invalid Open ID Connect Provider URL"
+  — moto 5.2.5 ``iam/models.py`` (UNVERIFIED against AWS).
 """
 
 from __future__ import annotations
@@ -82,6 +95,11 @@ def no_such_inline_policy(kind: str, policy_name: str) -> NoSuchEntity:
 
 def policy_not_attachable(arn: str) -> NoSuchEntity:
     return NoSuchEntity(f"Policy {arn} does not exist or is not attachable.")
+
+
+def invalid_boundary(arn: str) -> SenderError:
+    """InvalidInput for a ``PermissionsBoundary`` that is not a managed policy's ARN."""
+    return SenderError("InvalidInput", f"Value ({arn}) for parameter PermissionsBoundary is invalid.")
 
 
 def no_such_policy(arn: str) -> NoSuchEntity:
@@ -144,3 +162,19 @@ def need_user_name() -> ValidationError:
 def no_such_alias(alias: str) -> NoSuchEntity:
     # UNVERIFIED wording.
     return NoSuchEntity(f"The account alias {alias} cannot be found.")
+
+
+def oidc_provider_exists(url: str) -> EntityAlreadyExists:
+    return EntityAlreadyExists(f"Provider with url {url} already exists.")
+
+
+def no_such_oidc_provider(arn: str) -> NoSuchEntity:
+    return NoSuchEntity(f"OpenIDConnect Provider not found for arn {arn}")
+
+
+def invalid_oidc_url() -> ValidationError:
+    return ValidationError("Invalid Open ID Connect Provider URL")
+
+
+def too_many_thumbprints() -> SenderError:
+    return SenderError("InvalidInput", "Thumbprint list must contain fewer than 5 entries.")

@@ -80,10 +80,16 @@ def delete_policy(p: dict, ctx: Ctx) -> None:
 
 
 def list_policies(p: dict, ctx: Ctx) -> dict:
-    """ListPolicies: Scope AWS lists nothing (no AWS managed policies here)."""
+    """ListPolicies: Scope AWS lists nothing (no AWS managed policies here).
+
+    ``PolicyUsageFilter``: ``PermissionsBoundary`` keeps the policies set as someone's
+    boundary, ``PermissionsPolicy`` those attached as permissions policies (the model's
+    wording; how AWS combines it with ``OnlyAttached`` is UNVERIFIED: both apply here).
+    """
     scope = p.get("Scope") or "All"
     policies = [] if scope == "AWS" else ctx.store.list_policies(p.get("PathPrefix") or "/",
-                                                                 bool(p.get("OnlyAttached")))
+                                                                 bool(p.get("OnlyAttached")),
+                                                                 p.get("PolicyUsageFilter"))
     return page(policies, p, "Policies", policy_out)
 
 

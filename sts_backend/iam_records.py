@@ -31,6 +31,7 @@ class ManagedPolicy:
     update_date: dt.datetime
     default_version_id: str   # "v1", "v2", ...
     attachment_count: int
+    permissions_boundary_usage_count: int = 0   # users and roles whose boundary it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +55,20 @@ class KeyLastUsed:
 class AttachedPolicy:
     policy_name: str
     policy_arn: str
+
+
+@dataclass(frozen=True, slots=True)
+class OidcProvider:
+    """An IAM OpenID Connect provider (AssumeRoleWithWebIdentity trusts its tokens)."""
+
+    arn: str                          # arn:aws:iam::ACCT:oidc-provider/HOST[/PATH]
+    url: str                          # as registered, with its scheme (https://HOST[/PATH])
+    client_ids: tuple[str, ...]       # the audiences its tokens may carry
+    thumbprints: tuple[str, ...]
+    tags: tuple[tuple[str, str], ...]
+    create_date: dt.datetime
+
+    @property
+    def host_path(self) -> str:
+        """The URL without its scheme: IAM's ``Url``, the ARN's resource and the condition-key prefix."""
+        return self.url.split("://", 1)[1]

@@ -75,9 +75,25 @@ def tags_in(params: dict) -> list[tuple[str, str]]:
     return pairs
 
 
-def user_out(user: User, tags: list[tuple[str, str]] = ()) -> dict:
+# AttachedPermissionsBoundary.PermissionsBoundaryType: the model's enum says
+# "PermissionsBoundaryPolicy", but IAM answers "Policy", as the API reference's own text
+# says ("This data type can only have a value of Policy"): awsdocs/iam-user-guide#82 (GetRole
+# output), the AWS CLI's create-user example (aws/aws-cli awscli/examples/iam/create-user.rst).
+# botocore does not check enums in responses.
+BOUNDARY_TYPE = "Policy"
+
+
+def boundary_out(arn: str) -> dict:
+    """An ``AttachedPermissionsBoundary``."""
+    return {"PermissionsBoundaryType": BOUNDARY_TYPE, "PermissionsBoundaryArn": arn}
+
+
+def user_out(user: User, tags: list[tuple[str, str]] = (), boundary: str | None = None) -> dict:
+    """A ``User``; the boundary and tags only where IAM shows them (not in ListUsers)."""
     out: dict[str, Any] = {"Path": user.path, "UserName": user.user_name, "UserId": user.user_id,
                            "Arn": user.arn, "CreateDate": user.create_date}
+    if boundary:
+        out["PermissionsBoundary"] = boundary_out(boundary)
     if tags:
         out["Tags"] = tags_out(tags)
     return out
@@ -88,13 +104,17 @@ def group_out(group: Group) -> dict:
             "Arn": group.arn, "CreateDate": group.create_date}
 
 
-def role_out(role: Role, tags: list[tuple[str, str]] = (), last_used: bool = False) -> dict:
+def role_out(role: Role, tags: list[tuple[str, str]] = (), last_used: bool = False,
+             boundary: str | None = None) -> dict:
+    """A ``Role``; the boundary, tags and last use only where IAM shows them (not in ListRoles)."""
     out: dict[str, Any] = {"Path": role.path, "RoleName": role.role_name, "RoleId": role.role_id,
                            "Arn": role.arn, "CreateDate": role.create_date,
                            "AssumeRolePolicyDocument": url_doc(role.assume_role_policy)}
     if role.description:
         out["Description"] = role.description
     out["MaxSessionDuration"] = role.max_session_duration
+    if boundary:
+        out["PermissionsBoundary"] = boundary_out(boundary)
     if tags:
         out["Tags"] = tags_out(tags)
     if last_used:
@@ -105,7 +125,8 @@ def role_out(role: Role, tags: list[tuple[str, str]] = (), last_used: bool = Fal
 def policy_out(policy: ManagedPolicy) -> dict:
     out: dict[str, Any] = {"PolicyName": policy.policy_name, "PolicyId": policy.policy_id, "Arn": policy.arn,
                            "Path": policy.path, "DefaultVersionId": policy.default_version_id,
-                           "AttachmentCount": policy.attachment_count, "PermissionsBoundaryUsageCount": 0,
+                           "AttachmentCount": policy.attachment_count,
+                           "PermissionsBoundaryUsageCount": policy.permissions_boundary_usage_count,
                            "IsAttachable": True}
     if policy.description:
         out["Description"] = policy.description

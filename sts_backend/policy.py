@@ -207,6 +207,8 @@ class Decision:
     source: str | None = None        # "identity", "session", "boundary", "resource", "trust";
     #                                  for NO_ALLOW, the layer that had no Allow
     needs_identity_allow: bool = False   # trust only: AWS also wants the caller's identity Allow
+    via_role_arn: bool = False           # trust only: granted to the caller's role ARN (not the session's),
+    #                                      which a session policy or boundary still limits
 
 
 def access_denied_message(principal_arn: str, action: str, resource_arn: str) -> str:
@@ -386,6 +388,10 @@ def evaluate_trust(request: RequestContext, trust_policy: Policy) -> Decision:
         the grant came through the account or "*", or the caller is in another
         account: AWS then also requires the caller's identity policies to allow.
         Never for a service or an identity provider's user, which have none.
+        ``via_role_arn`` is True when it came through the ARN of the role whose
+        session calls: an implicit deny of the session's session policies or
+        permissions boundary still refuses it, unlike a grant naming the session
+        or a user itself [IUG:access_policies_boundaries, reference_policies_evaluation-logic].
     """
     action = request.action.lower()
     for st in trust_policy.for_action(action)[0]:
@@ -399,4 +405,5 @@ def evaluate_trust(request: RequestContext, trust_policy: Policy) -> Decision:
     parts = request.resource.split(":", 5)
     other_account = len(parts) == 6 and parts[4] not in ("", request.principal_account)
     return Decision(True, ALLOWED, granted.sid, "trust",
-                    needs_identity_allow=strength in (_ACCOUNT, _EVERYONE) or other_account)
+                    needs_identity_allow=strength in (_ACCOUNT, _EVERYONE) or other_account,
+                    via_role_arn=strength == _ROLE)

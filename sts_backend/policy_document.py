@@ -47,7 +47,7 @@ from sts_backend.policy_conditions import (
 from sts_backend.policy_match import Patterns
 
 __all__ = [
-    "Policy", "PolicyKind", "PrincipalSet", "Statement", "parse_policy", "policy_size",
+    "INVALID_PRINCIPAL", "Policy", "PolicyKind", "PrincipalSet", "Statement", "parse_policy", "policy_size",
 ]
 
 # --- messages (MalformedPolicyDocument, HTTP 400) -------------------------------
@@ -97,6 +97,9 @@ _ELEMENTS = frozenset({"Sid", "Effect", "Action", "NotAction", "Resource", "NotR
 _PRINCIPAL_TYPES = frozenset({"AWS", "Service", "Federated", "CanonicalUser"})
 _SID = re.compile(r"[0-9A-Za-z]*")
 _ACCOUNT = re.compile(r"\d{12}")
+# A user's or role's unique id: how IAM shows a principal deleted since the policy was saved.
+# It names nobody alive, so it matches no caller (sts_backend.store_iam.trust_as_shown).
+_UNIQUE_ID = re.compile(r"A(?:IDA|ROA)[A-Z0-9]{16,}")
 _AWS_PRINCIPAL_ARN = re.compile(
     r"arn:aws[a-z-]*:(?:iam::(\d{12}):(?:root|user/.+|role/.+)"
     r"|sts::(\d{12}):(?:assumed-role/[^/]+/.+|federated-user/.+))", re.DOTALL)
@@ -377,7 +380,8 @@ def _check_action(action: str) -> None:
 
 def _check_principal(kind: str, value: str) -> None:
     if kind == "AWS":
-        ok = value == "*" or _ACCOUNT.fullmatch(value) or _AWS_PRINCIPAL_ARN.fullmatch(value)
+        ok = (value == "*" or _ACCOUNT.fullmatch(value) or _AWS_PRINCIPAL_ARN.fullmatch(value)
+              or _UNIQUE_ID.fullmatch(value))
         ok = ok and ("*" not in value or value == "*") and "?" not in value
     else:
         ok = bool(value.strip()) and not any(c.isspace() for c in value)

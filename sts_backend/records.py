@@ -119,6 +119,13 @@ class StsStore(Protocol):
         """Policy documents (JSON text) granting to the entity: inline, attached managed
         (default versions), and for users those of their groups."""
 
+    def tags_of_id(self, kind: Literal["user", "role"], owner_id: str) -> list[tuple[str, str]]:
+        """The tags of the user or role with unique id ``owner_id`` ([] when there is none)."""
+
+    def boundary_document(self, kind: Literal["user", "role"], name: str) -> tuple[str | None, str | None]:
+        """(ARN, default version's document) of the entity's permissions boundary: (None, None)
+        without one, (ARN, None) when its policy cannot be read (callers deny everything)."""
+
     def token_keys(self) -> tuple[int, dict[int, bytes]]:
         """(current key id, all key ids -> 32-byte AES-GCM keys) for sealing session tokens."""
 

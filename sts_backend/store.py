@@ -53,8 +53,9 @@ from pathlib import Path
 from sts_backend import ids, mfa
 from sts_backend.records import AccessKey, MfaDevice, Role, Session, User
 from sts_backend.store_core import from_ts, ts
-from sts_backend.store_iam import _KEY_COLS, _ROLE_COLS, _USER_COLS, key_from_row, role_from_row, user_from_row
-from sts_backend.store_mfa import _MFA_SELECT, StoreMfa, mfa_from_row
+from sts_backend.store_iam import _KEY_COLS, _ROLE_COLS, _USER_COLS, key_from_row, user_from_row
+from sts_backend.store_mfa import _MFA_SELECT, mfa_from_row
+from sts_backend.store_oidc import StoreOidc
 from sts_backend.store_schema import migrate
 from wire.clock import SystemClock, WallClock
 from wire.private_files import UnsafeDirectory, private_dir
@@ -70,7 +71,7 @@ class StoreError(Exception):
     """The data dir cannot be used: not initialised, already initialised, unreadable."""
 
 
-class Store(StoreMfa):
+class Store(StoreOidc):
     """The SQLite-backed IAM/STS state; implements ``records.StsStore``."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: WallClock) -> None:
@@ -218,7 +219,7 @@ class Store(StoreMfa):
     def role(self, role_name: str) -> Role | None:
         """A role by name (case-insensitive), or None."""
         row = self._one(f"SELECT {_ROLE_COLS} FROM roles WHERE name = ?", (role_name,))
-        return None if row is None else role_from_row(row)
+        return None if row is None else self._role_from_row(row)
 
     def mfa_device(self, serial_number: str) -> MfaDevice | None:
         """An MFA device by serial number, or None."""
@@ -283,15 +284,28 @@ class Store(StoreMfa):
                                (secrets.token_bytes(32), self._now()))
             return cur.lastrowid
 
-    def retire_token_keys(self, created_before: dt.datetime) -> int:
-        """Delete token keys created before ``created_before``, never the current one.
+    def retire_token_key(self, key_id: int | None = None) -> int:
+        """Delete token key ``key_id`` (default: the oldest) and return its id
+        (``rolecall backend retire-token-key``). Tokens it sealed stop verifying: every
+        backend on this data dir notices within ``auth.KEY_CHECK_INTERVAL``.
 
-        Call with now minus the longest session lifetime (36 h). Returns how many went.
+        Raises:
+            StoreError: no such key, or it is the current one (the newest key, which seals
+                new tokens, is never retired: rotate first).
         """
         with self._tx() as conn:
-            cur = conn.execute("DELETE FROM token_keys WHERE created < ? AND key_id != "
-                               "(SELECT max(key_id) FROM token_keys)", (ts(created_before),))
-            return cur.rowcount
+            ids_ = [r[0] for r in conn.execute("SELECT key_id FROM token_keys ORDER BY key_id")]
+            if len(ids_) < 2:
+                raise StoreError("only the current token key is left: run `rolecall backend rotate-token-key` "
+                                 "first, then retire the old key")
+            target = ids_[0] if key_id is None else key_id
+            if target not in ids_:
+                raise StoreError(f"there is no token key {target} (keys: {', '.join(map(str, ids_))})")
+            if target == ids_[-1]:
+                raise StoreError(f"token key {target} is the current one: run `rolecall backend rotate-token-key` "
+                                 "first, then retire it")
+            conn.execute("DELETE FROM token_keys WHERE key_id = ?", (target,))
+            return target
 
     def revocation_epoch(self) -> int:
         """A counter bumped by every change that can revoke live sessions."""
@@ -315,7 +329,8 @@ class Store(StoreMfa):
     def session_revoked(self, session: Session) -> bool:
         """True when what ``session`` stands on is gone: the role (deleted, or recreated
         under the same name), the source key (deleted or not Active), the source user,
-        or an explicit ``revoke_sessions`` later than the session's issue time."""
+        the MFA device that authenticated it (deactivated since), or an explicit
+        ``revoke_sessions`` later than the session's issue time."""
         if session.role_name is not None:
             row = self._one("SELECT role_id FROM roles WHERE name = ?", (session.role_name,))
             if row is None or (session.role_id is not None and row[0] != session.role_id):
@@ -330,6 +345,10 @@ class Store(StoreMfa):
             if self.user(session.source_user_name) is None:
                 return True
             if self._revoked_after("user", session.source_user_name, session.issued_at):
+                return True
+        if session.mfa_serial:
+            row = self._one("SELECT revoked_before FROM mfa_revocations WHERE serial = ?", (session.mfa_serial,))
+            if row is not None and session.issued_at < from_ts(row[0]):
                 return True
         return False
 

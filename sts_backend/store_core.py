@@ -40,6 +40,7 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "PolicySize": 5120,
     "AssumeRolePolicySize": 2048,
     "AccountAliasesPerAccount": 1,
+    "OpenIdConnectProvidersPerAccount": 100,
     # rolecall's own limits (not IAM quotas): MFA lockouts (sts_backend.mfa) and STS call rates
     # per access key (sts_backend.throttle; 0 requests per second turns throttling off)
     "MfaFailuresBeforeLockout": 5,

@@ -8,6 +8,8 @@ revocation epoch in the same transaction.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 
 from sts_backend import iam_errors as err
@@ -18,7 +20,8 @@ from sts_backend.store_core import StoreCore, from_ts
 
 _ENTITY_TABLES = {"user": ("users", "user_id"), "group": ("groups", "group_id"), "role": ("roles", "role_id")}
 _USER_COLS = "name, user_id, arn, path, created"
-_ROLE_COLS = "name, role_id, arn, path, trust_policy, max_session_duration, description, created"
+_ROLE_COLS = ("name, role_id, arn, path, trust_policy, max_session_duration, description, created, "
+              "trust_principal_ids")
 _KEY_COLS = "k.access_key_id, u.name, k.secret, k.status, k.created"
 
 
@@ -44,6 +47,46 @@ class StoreIam(StoreCore):
     """Users, keys, groups, roles, tags."""
 
     # ---- lookups shared with the other parts -------------------------------------------
+
+    def _role_from_row(self, row: sqlite3.Row) -> Role:
+        """A role row as IAM shows it: in its trust policy, a principal deleted since the policy
+        was saved appears as the unique id it had (``trust_as_shown``)."""
+        role = role_from_row(row)
+        shown = self.trust_as_shown(role.assume_role_policy, json.loads(row[8] or "{}"))
+        return role if shown is role.assume_role_policy else dataclasses.replace(role, assume_role_policy=shown)
+
+    def principal_ids(self, arns: list[str]) -> dict[str, str | None]:
+        """The unique id of each user or role ARN of this account (None: there is no such entity)."""
+        found: dict[str, str | None] = {}
+        for arn in arns:
+            kind = "user" if ":user/" in arn else "role"
+            table, id_col = _ENTITY_TABLES[kind]
+            row = self._one(f"SELECT {id_col}, arn FROM {table} WHERE name = ?", (arn.rsplit("/", 1)[-1],))
+            found[arn] = row[0] if row is not None and row[1].lower() == arn.lower() else None
+        return found
+
+    def trust_as_shown(self, document: str, saved_ids: dict[str, str]) -> str:
+        """``document`` with every principal ARN whose entity no longer has the id it had when the
+        policy was saved replaced by that id, as IAM shows it [IUG:reference_policies_elements_principal].
+
+        The id names no live principal, so the grant is gone: a user or role deleted and
+        re-created under the same name is not trusted. Returns ``document`` itself when
+        nothing is stale (the common case: one small query per named principal).
+        """
+        if not saved_ids:
+            return document
+        live = self.principal_ids(list(saved_ids))
+        stale = {arn: uid for arn, uid in saved_ids.items() if live.get(arn) != uid}
+        if not stale:
+            return document
+        doc = json.loads(document)
+        statements = doc["Statement"] if isinstance(doc["Statement"], list) else [doc["Statement"]]
+        for st in statements:
+            principal = st.get("Principal")
+            if isinstance(principal, dict) and "AWS" in principal:
+                aws = principal["AWS"]
+                principal["AWS"] = ([stale.get(a, a) for a in aws] if isinstance(aws, list) else stale.get(aws, aws))
+        return json.dumps(doc)
 
     def _entity(self, kind: str, name: str) -> tuple[str, str]:
         """(unique id, stored name) of a user/group/role, or NoSuchEntity."""
@@ -245,8 +288,10 @@ class StoreIam(StoreCore):
     # ---- roles -------------------------------------------------------------------------
 
     def create_role(self, name: str, trust_policy: str, path: str = "/", max_session_duration: int = 3600,
-                    description: str = "", tags: list[tuple[str, str]] = ()) -> Role:
-        """Create a role; at most ``RolesPerAccount`` (250 by default) roles."""
+                    description: str = "", tags: list[tuple[str, str]] = (),
+                    principal_ids: dict[str, str] | None = None) -> Role:
+        """Create a role; at most ``RolesPerAccount`` (250 by default) roles. ``principal_ids``:
+        the unique id of each user/role ARN the trust policy names (``principal_ids()``)."""
         with self._tx():
             if self._one("SELECT 1 FROM roles WHERE name = ?", (name,)):
                 raise err.entity_exists("role", name)
@@ -254,9 +299,9 @@ class StoreIam(StoreCore):
             role_id = ids.new_unique_id("role")
             self._conn.execute(
                 "INSERT INTO roles (role_id, name, path, arn, trust_policy, max_session_duration, description, "
-                "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created, trust_principal_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (role_id, name, path, ids.role_arn(self._account_id, name, path), trust_policy,
-                 max_session_duration, description, self._now()))
+                 max_session_duration, description, self._now(), json.dumps(principal_ids or {})))
             self._put_tags("role", role_id, tags)
         return self.get_role(name)
 
@@ -265,13 +310,13 @@ class StoreIam(StoreCore):
         row = self._one(f"SELECT {_ROLE_COLS} FROM roles WHERE name = ?", (name,))
         if row is None:
             raise err.no_such_entity("role", name)
-        return role_from_row(row)
+        return self._role_from_row(row)
 
     def list_roles(self, path_prefix: str = "/") -> list[Role]:
         """Roles whose path starts with ``path_prefix``, by name."""
         rows = self._all(f"SELECT {_ROLE_COLS} FROM roles WHERE substr(path, 1, length(?)) = ? "
                          "ORDER BY name COLLATE NOCASE", (path_prefix, path_prefix))
-        return [role_from_row(r) for r in rows]
+        return [self._role_from_row(r) for r in rows]
 
     def update_role(self, name: str, description: str | None = None,
                     max_session_duration: int | None = None) -> Role:
@@ -285,11 +330,12 @@ class StoreIam(StoreCore):
                                    (max_session_duration, role_id))
         return self.get_role(name)
 
-    def update_trust_policy(self, name: str, document: str) -> None:
-        """Replace a role's trust (assume-role) policy."""
+    def update_trust_policy(self, name: str, document: str, principal_ids: dict[str, str] | None = None) -> None:
+        """Replace a role's trust (assume-role) policy (``principal_ids`` as for ``create_role``)."""
         with self._tx():
             role_id, _ = self._entity("role", name)
-            self._conn.execute("UPDATE roles SET trust_policy = ? WHERE role_id = ?", (document, role_id))
+            self._conn.execute("UPDATE roles SET trust_policy = ?, trust_principal_ids = ? WHERE role_id = ?",
+                               (document, json.dumps(principal_ids or {}), role_id))
 
     def delete_role(self, name: str) -> None:
         """Delete a role with no policies left (else DeleteConflict); revokes its sessions."""
@@ -336,5 +382,9 @@ class StoreIam(StoreCore):
     def tags_of(self, kind: str, name: str) -> list[tuple[str, str]]:
         """A user's or role's tags, in the order they were first set."""
         owner_id, _ = self._entity(kind, name)
+        return self.tags_of_id(kind, owner_id)
+
+    def tags_of_id(self, kind: str, owner_id: str) -> list[tuple[str, str]]:
+        """The tags of the user or role with unique id ``owner_id`` ([] when there is none)."""
         return [(r[0], r[1]) for r in self._all(
             "SELECT key, value FROM tags WHERE kind = ? AND owner_id = ? ORDER BY seq", (kind, owner_id))]

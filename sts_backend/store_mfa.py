@@ -81,10 +81,15 @@ class StoreMfa(StorePolicies):
             return bool(cur.rowcount)
 
     def deactivate_mfa_device(self, serial: str, user_name: str | None = None) -> None:
-        """Unassign a device from its user (from ``user_name``'s, when given)."""
+        """Unassign a device from its user (from ``user_name``'s, when given), and end the
+        sessions it authenticated: those issued until now are revoked (``session_revoked``)."""
         with self._tx():
-            self._assigned(serial, user_name)
+            device = self._assigned(serial, user_name)
             self._conn.execute("UPDATE mfa_devices SET user_id = NULL, enable_date = NULL WHERE serial = ?", (serial,))
+            self._conn.execute("INSERT INTO mfa_revocations (serial, revoked_before) VALUES (?, ?) "
+                               "ON CONFLICT (serial) DO UPDATE SET revoked_before = "
+                               "max(revoked_before, excluded.revoked_before)", (device.serial_number, self._now()))
+            self._bump_epoch()
 
     def delete_virtual_mfa_device(self, serial: str) -> None:
         """Delete an unassigned device (DeleteConflict while assigned)."""

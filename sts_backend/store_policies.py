@@ -17,7 +17,10 @@ from sts_backend.store_iam import StoreIam
 _SIZE_QUOTAS = {"user": "UserPolicySize", "group": "GroupPolicySize", "role": "RolePolicySize"}
 _ATTACH_QUOTAS = {"user": "PoliciesPerUser", "group": "PoliciesPerGroup", "role": "PoliciesPerRole"}
 _POLICY_COLS = ("p.name, p.policy_id, p.arn, p.path, p.description, p.created, p.updated, p.default_version, "
-                "(SELECT count(*) FROM policy_attachments a WHERE a.policy_id = p.policy_id)")
+                "(SELECT count(*) FROM policy_attachments a WHERE a.policy_id = p.policy_id), "
+                "(SELECT count(*) FROM users u WHERE u.permissions_boundary = p.arn) + "
+                "(SELECT count(*) FROM roles r WHERE r.permissions_boundary = p.arn)")
+_BOUNDARY_TABLES = {"user": "users", "role": "roles"}
 
 # Every policy document granting to a user (own inline + attached + those of its groups)
 # or a role; managed policies contribute their default version.
@@ -49,7 +52,8 @@ SELECT v.document FROM policy_attachments a JOIN policies p USING (policy_id)
 def policy_from_row(row) -> ManagedPolicy:
     return ManagedPolicy(policy_name=row[0], policy_id=row[1], arn=row[2], path=row[3], description=row[4],
                          create_date=from_ts(row[5]), update_date=from_ts(row[6]),
-                         default_version_id=f"v{row[7]}", attachment_count=row[8])
+                         default_version_id=f"v{row[7]}", attachment_count=row[8],
+                         permissions_boundary_usage_count=row[9])
 
 
 def _version_number(version_id: str) -> int | None:
@@ -130,18 +134,30 @@ class StorePolicies(StoreIam):
             raise err.no_such_policy(arn)
         return policy_from_row(row)
 
-    def list_policies(self, path_prefix: str = "/", only_attached: bool = False) -> list[ManagedPolicy]:
-        """Customer managed policies under ``path_prefix`` (optionally only attached ones), by name."""
+    def list_policies(self, path_prefix: str = "/", only_attached: bool = False,
+                      usage: str | None = None) -> list[ManagedPolicy]:
+        """Customer managed policies under ``path_prefix``, by name.
+
+        ``only_attached`` keeps those attached to an entity; ``usage`` (ListPolicies'
+        ``PolicyUsageFilter``) those attached as a permissions policy
+        (``PermissionsPolicy``) or set as someone's boundary (``PermissionsBoundary``).
+        """
         rows = self._all(f"SELECT {_POLICY_COLS} FROM policies p WHERE substr(p.path, 1, length(?)) = ? "
                          "ORDER BY p.name COLLATE NOCASE", (path_prefix, path_prefix))
         policies = [policy_from_row(r) for r in rows]
-        return [p for p in policies if p.attachment_count] if only_attached else policies
+        if only_attached or usage == "PermissionsPolicy":
+            policies = [p for p in policies if p.attachment_count]
+        if usage == "PermissionsBoundary":
+            policies = [p for p in policies if p.permissions_boundary_usage_count]
+        return policies
 
     def delete_policy(self, arn: str) -> None:
-        """Delete a managed policy that is detached and has only its default version."""
+        """Delete a managed policy that is detached, nobody's boundary, and has only its default version."""
         with self._tx():
             policy_id = self._policy_id(arn)
             if self._count("SELECT count(*) FROM policy_attachments WHERE policy_id = ?", (policy_id,)):
+                raise err.policy_attached()
+            if self.get_policy(arn).permissions_boundary_usage_count:
                 raise err.policy_attached()
             if self._count("SELECT count(*) FROM policy_versions WHERE policy_id = ?", (policy_id,)) > 1:
                 raise err.policy_has_versions()
@@ -242,3 +258,42 @@ class StorePolicies(StoreIam):
             return []
         sql = _USER_POLICIES if kind == "user" else _ROLE_POLICIES
         return [r[0] for r in self._conn.execute(sql, {"id": row[0]})]
+
+    # ---- permissions boundaries --------------------------------------------------------
+
+    def set_permissions_boundary(self, kind: str, entity: str, arn: str) -> None:
+        """Make managed policy ``arn`` the boundary of a user or role (replacing any);
+        NoSuchEntity for an unknown entity or policy."""
+        with self._tx():
+            owner_id, _ = self._entity(kind, entity)
+            row = self._one("SELECT arn FROM policies WHERE arn = ?", (arn,))
+            if row is None:
+                raise err.policy_not_attachable(arn)
+            table, id_col = _BOUNDARY_TABLES[kind], f"{kind}_id"
+            self._conn.execute(f"UPDATE {table} SET permissions_boundary = ? WHERE {id_col} = ?", (row[0], owner_id))
+
+    def delete_permissions_boundary(self, kind: str, entity: str) -> None:
+        """Remove a user's or role's boundary (none set: nothing to do)."""
+        with self._tx():
+            owner_id, _ = self._entity(kind, entity)
+            table, id_col = _BOUNDARY_TABLES[kind], f"{kind}_id"
+            self._conn.execute(f"UPDATE {table} SET permissions_boundary = NULL WHERE {id_col} = ?", (owner_id,))
+
+    def permissions_boundary(self, kind: str, entity: str) -> str | None:
+        """The ARN of a user's or role's boundary, None without one; NoSuchEntity for an unknown entity."""
+        owner_id, _ = self._entity(kind, entity)
+        table, id_col = _BOUNDARY_TABLES[kind], f"{kind}_id"
+        return self._one(f"SELECT permissions_boundary FROM {table} WHERE {id_col} = ?", (owner_id,))[0]
+
+    def boundary_document(self, kind: str, name: str) -> tuple[str | None, str | None]:
+        """(boundary ARN, its default version's document) of a user or role, for authorization.
+
+        (None, None) without a boundary or entity; (ARN, None) when the policy is gone,
+        which the caller must treat as denying everything.
+        """
+        table = _BOUNDARY_TABLES[kind]
+        row = self._one(f"SELECT e.permissions_boundary, v.document FROM {table} e "
+                        "LEFT JOIN policies p ON p.arn = e.permissions_boundary "
+                        "LEFT JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
+                        "WHERE e.name = ?", (name,))
+        return (None, None) if row is None else (row[0], row[1])

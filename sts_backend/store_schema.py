@@ -16,7 +16,9 @@ and roles share tables keyed by ``(kind, owner_id)``.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from typing import Callable
 
 _V1 = """
 CREATE TABLE account (
@@ -153,13 +155,15 @@ CREATE TABLE mfa_failures (
 """
 
 # v3: the IAM policy surface. Permission boundaries (a managed policy's ARN) of users and
-# roles; the unique ids the principals of a role's trust policy had when it was saved (JSON
+# roles, indexed for a policy's PermissionsBoundaryUsageCount; the unique ids the principals of a role's trust policy had when it was saved (JSON
 # object ARN -> id), so a deleted and re-created principal is not trusted; MFA devices whose
 # sessions were ended (deactivation); OpenID Connect providers for AssumeRoleWithWebIdentity
 # (client ids, thumbprints and tags as JSON lists).
 _V3 = """
 ALTER TABLE users ADD COLUMN permissions_boundary TEXT;
 ALTER TABLE roles ADD COLUMN permissions_boundary TEXT;
+CREATE INDEX users_by_boundary ON users (permissions_boundary);
+CREATE INDEX roles_by_boundary ON roles (permissions_boundary);
 ALTER TABLE roles ADD COLUMN trust_principal_ids TEXT NOT NULL DEFAULT '{}';
 CREATE TABLE mfa_revocations (
     serial TEXT PRIMARY KEY COLLATE NOCASE,
@@ -175,7 +179,43 @@ CREATE TABLE oidc_providers (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+
+
+def _v4_resolve_trust_principals(conn: sqlite3.Connection) -> None:
+    """v4: record the unique ids of the users and roles that the trust policies saved before v3
+    name, as CreateRole now does, so an upgraded data dir gets the same protection: from
+    here on, a principal deleted and re-created under its name is not trusted. (A name that
+    was already re-created before the upgrade cannot be told apart; it keeps its trust.)"""
+    account = conn.execute("SELECT account_id FROM account").fetchone()
+    if account is None:
+        return
+    prefix = f"arn:aws:iam::{account[0]}:"
+    tables = {"user/": ("users", "user_id"), "role/": ("roles", "role_id")}
+    for role_id, document in conn.execute(
+            "SELECT role_id, trust_policy FROM roles WHERE trust_principal_ids = '{}'").fetchall():
+        found: dict[str, str] = {}
+        try:
+            statements = json.loads(document)["Statement"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        for st in statements if isinstance(statements, list) else [statements]:
+            principal = st.get("Principal") if isinstance(st, dict) else None
+            aws = principal.get("AWS", []) if isinstance(principal, dict) else []
+            for arn in aws if isinstance(aws, list) else [aws]:
+                kind = next((k for k in tables if isinstance(arn, str) and arn.startswith(prefix + k)), None)
+                if kind is None:
+                    continue
+                table, id_col = tables[kind]
+                row = conn.execute(f"SELECT {id_col}, arn FROM {table} WHERE name = ?",
+                                   (arn.rsplit("/", 1)[-1],)).fetchone()
+                if row is not None and row[1].lower() == arn.lower():
+                    found[arn] = row[0]
+        if found:
+            conn.execute("UPDATE roles SET trust_principal_ids = ? WHERE role_id = ?", (json.dumps(found), role_id))
+
+
+# A migration is SQL (statements run in order) or a function of the connection.
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (_V1, _V2, _V3, _v4_resolve_trust_principals)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -203,8 +243,12 @@ def migrate(conn: sqlite3.Connection) -> int:
             if version == SCHEMA_VERSION:
                 conn.execute("COMMIT")
                 return version
-            for statement in _statements(MIGRATIONS[version]):
-                conn.execute(statement)
+            step = MIGRATIONS[version]
+            if callable(step):
+                step(conn)
+            else:
+                for statement in _statements(step):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:

@@ -29,7 +29,7 @@ from sts_backend.policy import EXPLICIT_DENY, access_denied_message, evaluate, e
 from sts_backend.policy_document import PolicyKind, parse_policy
 from sts_backend.records import Role, Session, SessionKind, StsStore
 
-__all__ = ["handle_sts", "HANDLERS", "mint"]
+__all__ = ["handle_sts", "HANDLERS", "credentials_out", "mint", "packed_percent", "session_limits"]
 
 ROLE_CHAINING_LIMIT = 3600
 ROOT_SESSION_LIMIT = 3600
@@ -44,6 +44,10 @@ MFA_LOCKED = ("MultiFactorAuthentication failed: too many invalid codes for this
               "again after a waiting period.")
 OVER_ROLE_MAX = "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
 OVER_CHAIN_MAX = "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining."
+# AWS documents that both fail but not the error; InvalidParameterValue and these texts are ours.
+SOURCE_IDENTITY_SET = "The source identity of a role session cannot be changed: it carries through role chaining."
+INHERITED_TAG = ("Session tag {!r} has the same key as a transitive tag inherited from the calling session; "
+                 "inherited transitive tags cannot be overridden.")
 
 Handler = Callable[[dict, Principal, StsStore, dt.datetime], dict]
 
@@ -75,7 +79,8 @@ def get_session_token(p: dict, principal: Principal, store: StsStore, now: dt.da
         duration = min(duration, ROOT_SESSION_LIMIT)
     mfa_time = _mfa_from_params(p, principal, store, now)
     session, token = mint(store, "GetSessionToken", principal, now, duration, principal_arn=principal.arn,
-                          user_id=principal.user_id, mfa_time=mfa_time)
+                          user_id=principal.user_id, mfa_time=mfa_time,
+                          mfa_serial=p["SerialNumber"] if mfa_time is not None else None)
     return {"Credentials": credentials_out(session, token)}
 
 
@@ -104,27 +109,64 @@ def assume_role(p: dict, principal: Principal, store: StsStore, now: dt.datetime
         raise ValidationError(OVER_CHAIN_MAX)
     if duration > role.max_session_duration:
         raise ValidationError(OVER_ROLE_MAX)
-    policy, policy_arns, tags = _session_limits(p, store)
-    mfa_present, mfa_time = _mfa_state(p, principal, store, now)
-    source_identity = p.get("SourceIdentity") or (principal.session.source_identity if chained else None)
+    policy, policy_arns, tags = session_limits(p, store)
+    inherited, transitive = _chained_tags(p, principal.session, tags)
+    mfa_present, mfa_time, mfa_serial = _mfa_state(p, principal, store, now)
+    source_identity = _chained_source_identity(p, principal.session)
     extra = _trust_keys(p, tags)
-    ctx = request_context(principal, "sts:AssumeRole", role.arn, now, mfa_present=mfa_present,
-                          mfa_time=mfa_time, extra=extra)
+    ctx = request_context(principal, "sts:AssumeRole", role.arn, now, store, mfa_present=mfa_present,
+                          mfa_time=mfa_time, resource_tags=store.tags_of_id("role", role.role_id), extra=extra)
     _authorize_assume(ctx, principal, role, store, p, tags)
     name = p["RoleSessionName"]
     session, token = mint(
         store, "AssumeRole", principal, now, duration,
         principal_arn=ids.assumed_role_arn(principal.account_id, role.role_name, name),
         user_id=f"{role.role_id}:{name}", role=role, session_name=name, source_identity=source_identity,
-        mfa_time=mfa_time if mfa_present else None, chained=chained, policy=policy,
-        policy_arns=policy_arns, tags=tags)
+        mfa_time=mfa_time if mfa_present else None, mfa_serial=mfa_serial if mfa_present else None,
+        chained=chained, policy=policy, policy_arns=policy_arns, tags=inherited + tags,
+        transitive_tag_keys=transitive)
     result: dict[str, Any] = {"Credentials": credentials_out(session, token),
                               "AssumedRoleUser": {"AssumedRoleId": session.user_id, "Arn": session.principal_arn}}
     if policy or policy_arns or tags:
-        result["PackedPolicySize"] = _packed_percent(policy, policy_arns, tags)
+        result["PackedPolicySize"] = packed_percent(policy, policy_arns, tags)
     if source_identity:
         result["SourceIdentity"] = source_identity
     return result
+
+
+def _chained_source_identity(p: dict, parent: Session | None) -> str | None:
+    """The new session's source identity: set once, then carried through every chained session
+    unchanged [IUG:id_credentials_temp_control-access_monitor]."""
+    wanted = p.get("SourceIdentity")
+    kept = parent.source_identity if parent is not None else None
+    if kept is not None and wanted is not None and wanted != kept:
+        raise SenderError("InvalidParameterValue", SOURCE_IDENTITY_SET)
+    return kept or wanted
+
+
+def _chained_tags(p: dict, parent: Session | None, tags: tuple[tuple[str, str], ...]
+                  ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """(tags inherited from the calling session, the new session's transitive keys).
+
+    A chained session inherits the caller's transitive session tags, and they stay
+    transitive; a tag passed with the same key as an inherited one fails the call
+    [IUG:id_session-tags §Chaining roles with session tags; sts-model AssumeRole Tags].
+    """
+    inherited: tuple[tuple[str, str], ...] = ()
+    keys: list[str] = []
+    if parent is not None and parent.transitive_tag_keys:
+        wanted = {k.lower() for k in parent.transitive_tag_keys}
+        inherited = tuple((k, v) for k, v in parent.tags if k.lower() in wanted)
+        keys = [k for k, _ in inherited]
+        clash = {k.lower() for k, _ in inherited} & {k.lower() for k, _ in tags}
+        if clash:
+            raise SenderError("InvalidParameterValue", INHERITED_TAG.format(
+                next(k for k, _ in inherited if k.lower() in clash)))
+    passed = {k.lower() for k, _ in tags}
+    for key in p.get("TransitiveTagKeys") or ():
+        if key.lower() in passed and key.lower() not in {k.lower() for k in keys}:
+            keys.append(next(k for k, _ in tags if k.lower() == key.lower()))
+    return inherited, tuple(keys)
 
 
 def _target_role(arn: str, principal: Principal, store: StsStore) -> Role:
@@ -143,9 +185,11 @@ def _authorize_assume(ctx, principal: Principal, role: Role, store: StsStore, p:
     trust = evaluate_trust(ctx, trust_policy)
     if not trust.allowed:
         raise denied
-    identity, session_policies = principal_policies(principal, store)
-    decision = evaluate(ctx, identity, session_policies=session_policies)
-    if decision.reason == EXPLICIT_DENY or (trust.needs_identity_allow and not decision.allowed):
+    identity, session_policies, boundary = principal_policies(principal, store)
+    decision = evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary)
+    capped = not decision.allowed and decision.source in ("session", "boundary")
+    if decision.reason == EXPLICIT_DENY or (trust.needs_identity_allow and not decision.allowed) \
+            or (trust.via_role_arn and capped):
         raise denied
     for action, wanted in (("sts:TagSession", tags), ("sts:SetSourceIdentity", p.get("SourceIdentity"))):
         if wanted and not evaluate_trust(_with_action(ctx, action), trust_policy).allowed:
@@ -179,30 +223,30 @@ def get_federation_token(p: dict, principal: Principal, store: StsStore, now: dt
     duration = p.get("DurationSeconds", 43200)
     if principal.kind == "root":
         duration = min(duration, ROOT_SESSION_LIMIT)
-    policy, policy_arns, tags = _session_limits(p, store)
+    policy, policy_arns, tags = session_limits(p, store)
     session, token = mint(store, "GetFederationToken", principal, now, duration, principal_arn=arn,
                           user_id=f"{principal.account_id}:{name}", session_name=name, policy=policy,
                           policy_arns=policy_arns, tags=tags)
     result: dict[str, Any] = {"Credentials": credentials_out(session, token),
                               "FederatedUser": {"FederatedUserId": session.user_id, "Arn": arn}}
     if policy or policy_arns or tags:
-        result["PackedPolicySize"] = _packed_percent(policy, policy_arns, tags)
+        result["PackedPolicySize"] = packed_percent(policy, policy_arns, tags)
     return result
 
 
 def _require_identity_allow(principal: Principal, store: StsStore, now: dt.datetime, action: str,
                             resource: str) -> None:
-    if principal.kind == "root":
+    if principal.kind == "root" and not principal.revoked:
         return
-    identity, session_policies = principal_policies(principal, store)
-    ctx = request_context(principal, action, resource, now)
-    if not evaluate(ctx, identity, session_policies=session_policies).allowed:
+    identity, session_policies, boundary = principal_policies(principal, store)
+    ctx = request_context(principal, action, resource, now, store)
+    if not evaluate(ctx, identity, session_policies=session_policies, permissions_boundary=boundary).allowed:
         raise AccessDenied(access_denied_message(principal.arn, action, resource))
 
 
 # ---- shared pieces ---------------------------------------------------------------------------
 
-def _session_limits(p: dict, store: StsStore) -> tuple[str | None, tuple[str, ...], tuple[tuple[str, str], ...]]:
+def session_limits(p: dict, store: StsStore) -> tuple[str | None, tuple[str, ...], tuple[tuple[str, str], ...]]:
     """Session policy (parsed to check it), managed policy ARNs and tags, within their limits."""
     policy = p.get("Policy")
     if policy is not None:
@@ -223,20 +267,23 @@ def _session_limits(p: dict, store: StsStore) -> tuple[str | None, tuple[str, ..
     if len({k.casefold() for k, _ in tags}) != len(tags):
         raise SenderError("InvalidParameterValue",
                           "Duplicate tag keys found. Please note that Tag keys are case insensitive.")
-    if _packed_percent(policy, arns, tags) > 100:
+    if packed_percent(policy, arns, tags) > 100:
         raise SenderError("PackedPolicyTooLarge", "Packed size of the session policies and tags exceeds the "
-                          f"allowed size: {_packed_percent(policy, arns, tags)}% of the limit.")
+                          f"allowed size: {packed_percent(policy, arns, tags)}% of the limit.")
     return policy, arns, tags
 
 
-def _packed_percent(policy: str | None, arns: tuple[str, ...], tags: tuple[tuple[str, str], ...]) -> int:
+def packed_percent(policy: str | None, arns: tuple[str, ...], tags: tuple[tuple[str, str], ...]) -> int:
     """How full the session's policy-and-tag budget is, in percent (2,048 characters = 100)."""
     used = len(policy or "") + sum(len(a) for a in arns) + sum(len(k) + len(v) for k, v in tags)
     return math.ceil(100 * used / SESSION_POLICY_CHARS)
 
 
 def _mfa_from_params(p: dict, principal: Principal, store: StsStore, now: dt.datetime) -> dt.datetime | None:
-    """Check SerialNumber/TokenCode when given: the MFA time (now), or None without MFA."""
+    """Check SerialNumber/TokenCode when given: the MFA time (now), or None without MFA.
+
+    The caller records ``p["SerialNumber"]`` in the session it mints (``Session.mfa_serial``),
+    so deactivating the device ends the session."""
     serial, code = p.get("SerialNumber"), p.get("TokenCode")
     if serial is None and code is None:
         return None
@@ -259,22 +306,25 @@ def _mfa_from_params(p: dict, principal: Principal, store: StsStore, now: dt.dat
     return now
 
 
-def _mfa_state(p: dict, principal: Principal, store: StsStore, now: dt.datetime) -> tuple[bool | None, dt.datetime | None]:
-    """(aws:MultiFactorAuthPresent, MFA time) for AssumeRole: this call's code, else the caller's session."""
+def _mfa_state(p: dict, principal: Principal, store: StsStore, now: dt.datetime
+               ) -> tuple[bool | None, dt.datetime | None, str | None]:
+    """(aws:MultiFactorAuthPresent, MFA time, device serial) for AssumeRole: this call's code,
+    else the caller's session."""
     mfa_time = _mfa_from_params(p, principal, store, now)
     if mfa_time is not None:
-        return True, mfa_time
+        return True, mfa_time, p["SerialNumber"]
     session = principal.session
     if session is None:
-        return None, None
-    return session.mfa_authenticated, session.mfa_auth_time
+        return None, None, None
+    return session.mfa_authenticated, session.mfa_auth_time, session.mfa_serial
 
 
 def mint(store: StsStore, kind: SessionKind, principal: Principal, now: dt.datetime, duration: int, *,
          principal_arn: str, user_id: str, role: Role | None = None, session_name: str | None = None,
-         source_identity: str | None = None, mfa_time: dt.datetime | None = None, chained: bool = False,
-         policy: str | None = None, policy_arns: tuple[str, ...] = (),
-         tags: tuple[tuple[str, str], ...] = ()) -> tuple[Session, str]:
+         source_identity: str | None = None, mfa_time: dt.datetime | None = None,
+         mfa_serial: str | None = None, chained: bool = False, policy: str | None = None,
+         policy_arns: tuple[str, ...] = (), tags: tuple[tuple[str, str], ...] = (),
+         transitive_tag_keys: tuple[str, ...] = ()) -> tuple[Session, str]:
     """A new temporary credential for ``principal``: the ``Session`` and its sealed token."""
     parent = principal.session
     issued = now.replace(microsecond=0)
@@ -286,7 +336,9 @@ def mint(store: StsStore, kind: SessionKind, principal: Principal, now: dt.datet
         role_name=role.role_name if role else None, role_id=role.role_id if role else None,
         session_name=session_name, source_identity=source_identity, mfa_authenticated=mfa_time is not None,
         mfa_auth_time=mfa_time, issued_at=now, expires_at=issued + dt.timedelta(seconds=duration),
-        chained=chained, session_policy=policy, policy_arns=policy_arns, tags=tags)
+        chained=chained, session_policy=policy, policy_arns=policy_arns, tags=tags,
+        transitive_tag_keys=transitive_tag_keys, mfa_serial=mfa_serial,
+        role_path=role.path if role else None)
     key_id, keys = store.token_keys()
     return session, tokens.seal(session, key_id, keys[key_id])
 

@@ -69,7 +69,9 @@ def _client(url, admin, service):
 
 def _fill(root: Path) -> Path:
     filler = root / "filler"
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file would keep the bytes the full disk refused and fail again
+    # on close, depending on whether the free space happened to be a multiple of the chunk.
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)

@@ -311,6 +311,9 @@ def test_role_lifecycle(iam):
     assert iam("GetRole", RoleName="app")["Role"]["MaxSessionDuration"] == 43200
     assert iam("UpdateRoleDescription", RoleName="app", Description="y")["Role"]["Description"] == "y"
     new_trust = TRUST.replace("root", "user/alice")
+    assert_error(iam.error("UpdateAssumeRolePolicy", RoleName="app", PolicyDocument=new_trust),
+                 "MalformedPolicyDocument", f'Invalid principal in policy: "AWS":"arn:aws:iam::{ACCOUNT}:user/alice"')
+    iam("CreateUser", UserName="alice")
     iam("UpdateAssumeRolePolicy", RoleName="app", PolicyDocument=new_trust)
     assert iam.store.role("app").assume_role_policy == new_trust
     assert [r["RoleName"] for r in iam("ListRoles")["Roles"]] == ["app"]

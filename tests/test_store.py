@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import json
 import multiprocessing
 import os
 import signal
@@ -120,6 +121,23 @@ def test_schema_version_and_idempotent_migration(store, tmp_path, clock):
         assert schema_version(again._conn) == SCHEMA_VERSION
 
 
+def test_upgrade_resolves_the_principals_of_trust_policies_saved_before(store):
+    """A role saved before v3 kept no principal ids; the v4 step records them from the live entities."""
+    bob = store.create_user("bob")
+    arn = f"arn:aws:iam::{ACCOUNT}:user/bob"
+    document = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["' + arn +
+                f'", "arn:aws:iam::210987654321:user/x", "{ACCOUNT}"]}},"Action":"sts:AssumeRole"}}]}}')
+    store.create_role("old", document)   # no principal_ids: as a pre-v3 row reads after the v3 columns
+    store._conn.execute("PRAGMA user_version = 3")
+    assert migrate(store._conn) == SCHEMA_VERSION
+    row = store._conn.execute("SELECT trust_principal_ids FROM roles WHERE name = 'old'").fetchone()
+    assert json.loads(row[0]) == {arn: bob.user_id}
+    store.delete_user("bob")
+    store.create_user("bob")
+    shown = json.loads(store.role("old").assume_role_policy)
+    assert shown["Statement"][0]["Principal"]["AWS"][0] == bob.user_id
+
+
 def test_newer_schema_refused(store, clock):
     store._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer"):
@@ -225,15 +243,18 @@ def test_token_keys_rotation_seen_by_other_instances(store, clock):
     assert keys2[current] == keys[current] and len(keys2) == 2
 
 
-def test_retire_token_keys_keeps_current(store, clock):
+def test_retire_token_key_oldest_first_never_the_current(store):
     first, _ = store.token_keys()
-    clock.advance(3600)
-    second = store.add_token_key()
-    assert store.retire_token_keys(T0 + dt.timedelta(seconds=10)) == 1
-    assert store.token_keys() == (second, {second: store.token_keys()[1][second]})
-    clock.advance(3600)
-    assert store.retire_token_keys(T0 + dt.timedelta(days=1)) == 0
-    assert first not in store.token_keys()[1]
+    with pytest.raises(StoreError, match="only the current token key is left"):
+        store.retire_token_key()
+    second, third = store.add_token_key(), store.add_token_key()
+    with pytest.raises(StoreError, match=f"token key {third} is the current one"):
+        store.retire_token_key(third)
+    with pytest.raises(StoreError, match="there is no token key 99"):
+        store.retire_token_key(99)
+    assert store.retire_token_key() == first
+    assert store.retire_token_key(second) == second
+    assert store.token_keys() == (third, {third: store.token_keys()[1][third]})
 
 
 # ---- revocation ----------------------------------------------------------------------------

@@ -272,13 +272,13 @@ async def test_get_caller_identity_of_a_user(bench):
 
 
 async def test_web_identity_is_sent_unsigned(bench):
-    """The backend does not verify web-identity tokens yet: InvalidAction, surfaced as StsError."""
+    """The backend verifies the token: one without an issuer is InvalidIdentityToken, surfaced as StsError."""
     token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ3ZWIifQ.c2lnbmF0dXJl"
     async with bench.client() as sts:
         with pytest.raises(StsError) as info:
             await sts.assume_role_with_web_identity(f"arn:aws:iam::{ACCOUNT}:role/app", "web-1", token,
                                                     duration_seconds=900)
-    assert info.value.code == "InvalidAction" and token not in str(info.value)
+    assert info.value.code == "InvalidIdentityToken" and token not in str(info.value)
     request = bench.requests[-1]
     assert "Authorization" not in request.headers and "X-Amz-Date" not in request.headers
     assert bench.sent() == {"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",

@@ -189,8 +189,10 @@ def test_unsigned_requests(kit):
     with httpx.Client(transport=httpx.MockTransport(kit.backend.handle_httpx)) as http:
         r = http.post("http://127.0.0.1/", content=b"Action=GetCallerIdentity&Version=2011-06-15")
         assert (r.status_code, parse_error(r.content)[0]) == (403, "MissingAuthenticationToken")
-        r = http.post("http://127.0.0.1/", content=b"Action=AssumeRoleWithWebIdentity&Version=2011-06-15")
+        r = http.post("http://127.0.0.1/", content=b"Action=AssumeRoleWithSAML&Version=2011-06-15")
         assert (r.status_code, parse_error(r.content)[0]) == (400, "InvalidAction")
+        r = http.post("http://127.0.0.1/", content=b"Action=AssumeRoleWithWebIdentity&Version=2011-06-15")
+        assert (r.status_code, parse_error(r.content)[0]) == (400, "ValidationError")  # no RoleArn, token...
         r = http.put("http://127.0.0.1/", content=b"Action=GetCallerIdentity")
         assert r.status_code == 405
 
@@ -321,9 +323,9 @@ def test_assume_role_path_and_refusals(kit):
 
 def test_trust_and_identity_policies(kit):
     """Trust naming the user is enough; trust naming the account needs an identity Allow; Deny wins."""
+    bob = kit.user("bob")
     named = kit.role("named", trust(f"arn:aws:iam::{ACCOUNT}:user/bob"))
     by_account = kit.role("by-account", trust(ACCOUNT))
-    bob = kit.user("bob")
     bob.sts("AssumeRole", RoleArn=named, RoleSessionName="s1")
     expect("AccessDenied", bob.sts, "AssumeRole", RoleArn=by_account, RoleSessionName="s1")
     carol = kit.user("carol", allow("sts:AssumeRole", by_account))

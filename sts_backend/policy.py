@@ -13,8 +13,9 @@ reference/sts-iam.md §10]:
 2. Otherwise something must Allow. Identity policies allow; when session policies
    were passed, one of them must allow too (intersection); so must the permissions
    boundary when there is one. A resource policy in the same account allows on its
-   own (limited by session policies and boundary unless it names the caller's exact
-   ARN); across accounts both sides must allow.
+   own when it names the caller's exact ARN or "*"; naming the role of a role session
+   it is limited by session policies and the boundary; naming the account it only
+   delegates (the identity policies must allow). Across accounts both sides must allow.
 3. Nothing allowed: implicitly denied ("no allow").
 
 Trust policies are evaluated by ``evaluate_trust``: the role's trust policy is the
@@ -24,7 +25,9 @@ reported in ``Decision.needs_identity_allow``; the STS action decides what to do
 with it. GetCallerIdentity being always allowed is the caller's rule, not ours.
 
 Everything expensive (regex compilation, value parsing) happened at parse time;
-here a statement costs a set lookup or one ``fullmatch`` per element.
+here a statement costs a set lookup or one ``fullmatch`` per element, and only
+statements whose Action lets the request's action in are tried at all
+(``Policy.for_action``, worked out once per policy and action).
 """
 
 from __future__ import annotations
@@ -221,37 +224,88 @@ def access_denied_message(principal_arn: str, action: str, resource_arn: str) ->
     return f"User: {principal_arn} is not authorized to perform: {action} on resource: {resource_arn}"
 
 
-# Strength of a statement's principal match: which limits still apply to its grant.
-_NONE, _BROAD, _ROLE, _EXACT = 0, 1, 2, 3   # BROAD: "*" or the account
+# How a statement's Principal names the caller; it decides which limits a resource
+# policy's grant still has [IUG:reference_policies_evaluation-logic §Determining whether
+# a request is allowed or denied within an account; reference_policies_elements_principal]:
+#   _ACCOUNT  the account: "delegates authority to the account", so the caller's own
+#             identity policies must allow too (§AWS account principals);
+#   _ROLE     the role ARN of a role session: limited by session policies and the
+#             boundary (§IAM role principals);
+#   _EVERYONE "*": not limited by session policies or boundaries (§IAM role principals,
+#             on aws:PrincipalArn with a wildcard Principal);
+#   _EXACT    the caller's own ARN (user, role session, federated user), a service or
+#             an identity provider: not limited by any implicit deny.
+_NONE, _ACCOUNT, _ROLE, _EVERYONE, _EXACT = range(5)
+# Which of several matching Allows counts: for permissions, the least limited; for a
+# trust policy, one that needs no identity Allow (exact or role) before "*" or the account.
+_EVALUATE_RANK = (0, 1, 2, 3, 3)
+_TRUST_RANK = (0, 1, 2, 1, 3)
+# Callers that are not IAM principals: services and identity providers' users.
+_NOT_AWS_PRINCIPALS = frozenset({PrincipalType.SERVICE, PrincipalType.WEB_IDENTITY, PrincipalType.SAML})
 
 
 def _principal_strength(ps: PrincipalSet, req: RequestContext) -> int:
-    if ps.everyone:
-        return _BROAD
     kind = req.principal_type
     if kind == PrincipalType.SERVICE:
-        return _EXACT if req.principal_arn in ps.services else _NONE
-    if kind in (PrincipalType.WEB_IDENTITY, PrincipalType.SAML):
-        return _EXACT if req.principal_arn in ps.federated else _NONE
-    if req.principal_arn in ps.arns:
+        named = req.principal_arn in ps.services
+    elif kind in (PrincipalType.WEB_IDENTITY, PrincipalType.SAML):
+        named = req.principal_arn in ps.federated
+    else:
+        named = req.principal_arn in ps.arns
+    if named:
         return _EXACT
+    if ps.everyone:
+        return _EVERYONE
+    if kind in _NOT_AWS_PRINCIPALS:
+        return _NONE
     if any(arn in ps.arns for arn in req.get("aws:PrincipalArn")):
         return _ROLE
-    return _BROAD if req.principal_account in ps.accounts else _NONE
+    return _ACCOUNT if req.principal_account in ps.accounts else _NONE
 
 
-def _applies(st: Statement, req: RequestContext, action: str) -> int:
-    """How strongly the statement applies to the request (_NONE: not at all)."""
+def _exempt(ps: PrincipalSet, req: RequestContext) -> bool:
+    """A Deny's NotPrincipal spares the caller only when it names every identity the
+    caller acts as: the account, and the role of a role session, as well as the
+    caller's own ARN; otherwise "the policy might deny access to the entire account"
+    [IUG:reference_policies_elements_notprincipal §NotPrincipal With Deny]."""
+    if ps.everyone:
+        return True
+    kind = req.principal_type
+    if kind == PrincipalType.SERVICE:
+        return req.principal_arn in ps.services
+    if kind in (PrincipalType.WEB_IDENTITY, PrincipalType.SAML):
+        return req.principal_arn in ps.federated
+    if req.principal_account not in ps.accounts:
+        return False
+    if kind == PrincipalType.ACCOUNT:
+        return True
+    if kind == PrincipalType.ASSUMED_ROLE and not all(a in ps.arns for a in req.get("aws:PrincipalArn")):
+        return False
+    return req.principal_arn in ps.arns
+
+
+def _applies(st: Statement, req: RequestContext, action: str | None = None, *, bounded: bool = False) -> int:
+    """How strongly the statement applies to the request (_NONE: not at all).
+
+    ``action`` (lower-case): check the Action element too; None when the statement
+    came from ``Policy.for_action``, which already did. ``bounded``: the caller has a
+    permissions boundary, and then a Deny with NotPrincipal "will always deny" it,
+    whatever NotPrincipal names [IUG:access_policies_boundaries]."""
     keys = req.keys
-    if st.actions.matches(action, keys) is st.not_action:
+    if action is not None and st.actions.matches(action, keys) is st.not_action:
         return _NONE
     if st.resources is not None and st.resources.matches(req.resource, keys) is st.not_resource:
         return _NONE
     strength = _EXACT
     if st.principals is not None:
-        strength = _principal_strength(st.principals, req)
-        if st.not_principal:
-            strength = _NONE if strength else _EXACT
+        if not st.not_principal:
+            strength = _principal_strength(st.principals, req)
+        elif st.allow:   # allows everyone but those named [IUG:..._notprincipal §NotPrincipal With Allow]
+            strength = _NONE if _principal_strength(st.principals, req) else _EVERYONE
+        elif bounded or not _exempt(st.principals, req):
+            strength = _EXACT
+        else:
+            strength = _NONE
         if not strength:
             return _NONE
     for condition in st.conditions:
@@ -260,14 +314,15 @@ def _applies(st: Statement, req: RequestContext, action: str) -> int:
     return strength
 
 
-def _best_allow(policies: Iterable[Policy], req: RequestContext, action: str) -> tuple[Statement | None, int]:
+def _best_allow(policies: Iterable[Policy], req: RequestContext, action: str,
+                rank: Sequence[int] = _EVALUATE_RANK) -> tuple[Statement | None, int]:
     best, strength = None, _NONE
     for policy in policies:
-        for st in policy.allows:
-            found = _applies(st, req, action)
-            if found > strength:
+        for st in policy.for_action(action)[1]:
+            found = _applies(st, req)
+            if rank[found] > rank[strength]:
                 best, strength = st, found
-                if found == _EXACT:
+                if rank[found] == rank[_EXACT]:
                     return best, strength
     return best, strength
 
@@ -296,10 +351,11 @@ def evaluate(
     resource = (resource_policy,) if resource_policy is not None else ()
     layers = (("identity", identity_policies), ("session", session_policies),
               ("boundary", boundary), ("resource", resource))
+    bounded = permissions_boundary is not None
     for source, policies in layers:
         for policy in policies:
-            for st in policy.denies:
-                if _applies(st, request, action):
+            for st in policy.for_action(action)[0]:
+                if _applies(st, request, bounded=bounded):
                     return Decision(False, EXPLICIT_DENY, st.sid, source)
     granted, _ = _best_allow(identity_policies, request, action)
     limit = None
@@ -316,7 +372,7 @@ def evaluate(
         return Decision(False, NO_ALLOW, None, limit or ("identity" if granted is None else "resource"))
     if granted is not None and limit is None:
         return Decision(True, ALLOWED, granted.sid, "identity")
-    if by_resource is not None and (strength == _EXACT or limit is None):
+    if strength in (_EXACT, _EVERYONE) or (strength == _ROLE and limit is None):
         return Decision(True, ALLOWED, by_resource.sid, "resource")
     return Decision(False, NO_ALLOW, None, limit or "identity")
 
@@ -331,22 +387,26 @@ def evaluate_trust(request: RequestContext, trust_policy: Policy) -> Decision:
         A ``Decision`` with source "trust". ``needs_identity_allow`` is True when
         the grant came through the account or "*", or the caller is in another
         account: AWS then also requires the caller's identity policies to allow.
+        Never for a service or an identity provider's user, which have none.
         ``via_role_arn`` is True when it came through the ARN of the role whose
         session calls: an implicit deny of the session's session policies or
         permissions boundary still refuses it, unlike a grant naming the session
         or a user itself [IUG:access_policies_boundaries, reference_policies_evaluation-logic].
     """
     action = request.action.lower()
-    for st in trust_policy.denies:
-        if _applies(st, request, action):
+    for st in trust_policy.for_action(action)[0]:
+        if _applies(st, request):
             return Decision(False, EXPLICIT_DENY, st.sid, "trust")
-    granted, strength = _best_allow((trust_policy,), request, action)
+    granted, strength = _best_allow((trust_policy,), request, action, _TRUST_RANK)
     if granted is None:
         return Decision(False, NO_ALLOW, None, "trust")
+    if request.principal_type in _NOT_AWS_PRINCIPALS:
+        return Decision(True, ALLOWED, granted.sid, "trust")   # no identity policies to consult
     parts = request.resource.split(":", 5)
     other_account = len(parts) == 6 and parts[4] not in ("", request.principal_account)
     return Decision(True, ALLOWED, granted.sid, "trust",
-                    needs_identity_allow=strength == _BROAD or other_account, via_role_arn=strength == _ROLE)
+                    needs_identity_allow=strength in (_ACCOUNT, _EVERYONE) or other_account,
+                    via_role_arn=strength == _ROLE)
 
 
 def statement_applies(statement: Statement, request: RequestContext) -> bool:

@@ -10,7 +10,7 @@ are coerced per request, and one that does not parse matches nothing. A key miss
 from the request makes a condition false, except: negated operators and
 ``...IfExists`` (true), ``ForAllValues`` (true), ``Null`` (its own rule)
 [IUG:reference_policies_condition_operators; reference/sts-iam.md §10]. String*
-values may hold policy variables (``sts_backend.policy_match``); they are rendered
+and Arn* values may hold policy variables (``sts_backend.policy_match``); they are rendered
 per request, and an unresolvable one makes that value match nothing.
 """
 
@@ -20,6 +20,7 @@ import datetime as dt
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
 from sts_backend.policy_match import (
@@ -57,16 +58,47 @@ def _arn_parts(text: str) -> tuple[re.Pattern[str], ...]:
     return tuple(compile_glob(p) for p in text.split(":", 5))
 
 
+def _arn_parts_rendered(chunks: tuple[tuple[str, bool], ...]) -> tuple[re.Pattern[str], ...]:
+    """``_arn_parts`` for a rendered template: split at the first five colons, with
+    substituted text kept literal (never a wildcard)."""
+    segments: list[list[tuple[str, bool]]] = [[]]
+    for text, literal in chunks:
+        for i, piece in enumerate(text.split(":")):
+            if i:
+                if len(segments) < 6:
+                    segments.append([])
+                else:
+                    segments[-1].append((":", True))
+            if piece:
+                segments[-1].append((piece, literal))
+    return tuple(compile_regex(glob_regex(tuple(s))) for s in segments)
+
+
 def _arn_match(value: str, parts: tuple[re.Pattern[str], ...]) -> bool:
     pieces = value.split(":", 5)
     return len(pieces) == len(parts) and all(p.fullmatch(v) for p, v in zip(parts, pieces))
 
 
-def _ip_match(value: str, network: Any) -> bool:
+def _network(text: str) -> tuple[int, int, int]:
+    """(IP version, first, last address as integers) of a policy's CIDR or address."""
+    network = ipaddress.ip_network(text.strip(), strict=False)
+    return network.version, int(network.network_address), int(network.broadcast_address)
+
+
+@lru_cache(maxsize=1024)
+def _address(value: str) -> tuple[int, int] | None:
+    """(IP version, address as an integer) of a request's address, parsed once however
+    many networks it is tested against; None when it is not an address."""
     try:
-        return ipaddress.ip_address(value.strip()) in network
+        address = ipaddress.ip_address(value.strip())
     except ValueError:
-        return False
+        return None
+    return address.version, int(address)
+
+
+def _ip_match(value: str, network: tuple[int, int, int]) -> bool:
+    address = _address(value)
+    return address is not None and address[0] == network[0] and network[1] <= address[1] <= network[2]
 
 
 def _convert_match(convert: Callable[[str], Any], compare: Callable[[Any, Any], bool]):
@@ -85,15 +117,16 @@ class Operator:
     parse: Callable[[str], Any]
     match: Callable[[str, Any], bool]
     negated: bool = False
-    variables: bool = False   # policy variables expand in its values (String* only)
+    variables: bool = False   # policy variables expand in its values (String*, Arn*)
     glob: bool = False        # values are wildcard patterns (StringLike, StringNotLike)
+    parse_rendered: Callable[[tuple[tuple[str, bool], ...]], Any] | None = None   # Arn*
 
 
-def _pair(name: str, parse, match, variables=False, negated_name=None) -> dict[str, Operator]:
+def _pair(name: str, parse, match, variables=False, negated_name=None, parse_rendered=None) -> dict[str, Operator]:
     negated_name = negated_name or name.replace("Equals", "NotEquals").replace("Like", "NotLike")
     glob = name == "StringLike"
-    return {name: Operator(parse, match, False, variables, glob),
-            negated_name: Operator(parse, match, True, variables, glob)}
+    return {name: Operator(parse, match, False, variables, glob, parse_rendered),
+            negated_name: Operator(parse, match, True, variables, glob, parse_rendered)}
 
 
 _ORDER = {"Equals": float.__eq__, "LessThan": float.__lt__, "LessThanEquals": float.__le__,
@@ -110,10 +143,12 @@ OPERATORS: dict[str, Operator] = {
     "DateNotEquals": Operator(_epoch, _convert_match(_epoch, float.__eq__), True),
     "Bool": Operator(str.lower, lambda v, p: v.lower() == p),
     "BinaryEquals": Operator(str, str.__eq__),
-    **_pair("IpAddress", lambda p: ipaddress.ip_network(p.strip(), strict=False), _ip_match,
+    **_pair("IpAddress", _network, _ip_match,
             negated_name="NotIpAddress"),
-    **_pair("ArnEquals", _arn_parts, _arn_match),
-    **_pair("ArnLike", _arn_parts, _arn_match),
+    # "You can use a policy variable for Condition values in any condition that involves
+    # the string operators or the ARN operators" [IUG:reference_policies_variables].
+    **_pair("ArnEquals", _arn_parts, _arn_match, True, parse_rendered=_arn_parts_rendered),
+    **_pair("ArnLike", _arn_parts, _arn_match, True, parse_rendered=_arn_parts_rendered),
     "Null": Operator(str.lower, lambda v, p: False),   # evaluated by Condition itself
 }
 _QUALIFIERS = ("ForAnyValue:", "ForAllValues:")
@@ -158,6 +193,12 @@ class Condition:
             return self.if_exists or self.op.negated
         values = self.values + self._rendered(keys) if self.templates else self.values
         op = self.op
+        if len(present) == 1 and not self.qualifier:   # the common case, without generators
+            match, value = op.match, present[0]
+            for policy_value in values:
+                if match(value, policy_value):
+                    return not op.negated
+            return op.negated
         results = (any(op.match(v, p) for p in values) != op.negated for v in present)
         if self.qualifier == "ForAnyValue":
             return any(results)
@@ -173,6 +214,8 @@ class Condition:
                 continue   # a variable without a value matches nothing
             if self.op.glob:
                 out.append(compile_regex(glob_regex(chunks)))
+            elif self.op.parse_rendered is not None:
+                out.append(self.op.parse_rendered(chunks))
             else:
                 out.append(self.op.parse("".join(text for text, _ in chunks)))
         return tuple(out)
@@ -187,8 +230,13 @@ def condition_syntax_ok(block: Any) -> bool:
     for operator, body in block.items():
         if not isinstance(body, dict):
             return False
-        if split_operator(operator)[1] not in OPERATORS and body:
+        _, base, if_exists = split_operator(operator)
+        if base not in OPERATORS and body:
             return False   # unknown operators pass only when empty (moto models AWS so)
+        # IfExists goes on "any condition operator name except the Null condition"
+        # [IUG:reference_policies_elements_condition_operators §...IfExists condition operators].
+        if base == "Null" and if_exists:
+            return False
         for values in body.values():
             items = values if isinstance(values, list) else [values]
             if not all(isinstance(v, (str, bool, int, float)) for v in items):

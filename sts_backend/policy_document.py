@@ -12,7 +12,8 @@ Validation runs in IAM's order, each stage with the message IAM gives for it (th
 stage order and most texts follow moto 5.2.5 ``moto/iam/policy_validation.py``,
 which models AWS; every text seen from real AWS is cited where it is defined):
 
-1. JSON shape, element names and value types -> ``Syntax errors in policy.``
+1. JSON shape (no key twice in one object), element names and value types
+   -> ``Syntax errors in policy.``
 2. Version, when the caller demands the current one (managed policies)
 3. "legacy parsing": Effect case, Date/Numeric/IP condition values
 4. Sid format and uniqueness
@@ -34,7 +35,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -159,6 +160,28 @@ class Policy:
     denies: tuple[Statement, ...]
     allows: tuple[Statement, ...]
     size: int
+    _by_action: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def for_action(self, action: str) -> tuple[tuple[Statement, ...], tuple[Statement, ...]]:
+        """(denies, allows) whose Action/NotAction element lets ``action`` (lower-case) in.
+
+        Action matching needs nothing from the request but the action (no policy
+        variables there), so it is done once per action and remembered; a request
+        then only tries the statements that can apply to it. Bounded: a policy sees
+        few distinct actions, and the memo starts over when it holds too many.
+        """
+        found = self._by_action.get(action)
+        if found is None:
+            if len(self._by_action) >= _ACTION_MEMO:
+                self._by_action.clear()
+            found = self._by_action[action] = (
+                tuple(st for st in self.denies if st.actions.matches(action, _NO_KEYS) is not st.not_action),
+                tuple(st for st in self.allows if st.actions.matches(action, _NO_KEYS) is not st.not_action))
+        return found
+
+
+_ACTION_MEMO = 256
+_NO_KEYS: dict = {}
 
 
 def parse_policy(text: str, kind: PolicyKind = PolicyKind.IDENTITY, *,
@@ -200,9 +223,19 @@ def _parse(text: str, kind: PolicyKind, require_current_version: bool) -> Policy
 
 # --- stage 1: syntax ------------------------------------------------------------------
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """An object hook: "Individual elements must not contain multiple instances of the
+    same key" [IUG:reference_policies_grammar §Policy grammar notes]; json.loads
+    would silently keep the last one (two Effects, two StringEquals blocks...)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("duplicate key")
+    return found
+
+
 def _load(text: str) -> tuple[dict, list[dict]]:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_unique_keys)
     except (ValueError, TypeError, RecursionError):
         raise MalformedPolicyDocument(SYNTAX_ERROR) from None
     statements = doc.get("Statement") if isinstance(doc, dict) else None

@@ -7,11 +7,11 @@ Action and Resource lists, ``StringLike`` and ``Arn*`` condition values are glob
 compiled once (``compile_glob``, ``Patterns.compile``) and used with ``fullmatch``.
 
 Policy variables (``${aws:username}``, ``${key, 'default'}``, ``${*}``, ``${?}``,
-``${$}``) are expanded in Resource / NotResource and in String* condition values
-when Version is 2012-10-17. A value holding one is parsed once into a template
-(``parse_template``) and rendered per request (``render``) from the request's
-condition keys; substituted text is literal, and a variable without a value makes
-that one value match nothing.
+``${$}``) are expanded in Resource / NotResource (after the ARN's fifth colon only) and
+in String* and Arn* condition values when Version is 2012-10-17. A value holding one
+is parsed once into a template (``parse_template``) and rendered per request
+(``render``) from the request's condition keys; substituted text is literal, and a
+variable without a value makes that one value match nothing.
 """
 
 from __future__ import annotations
@@ -87,6 +87,19 @@ def parse_template(value: str) -> tuple | None:
     return tuple(items)
 
 
+def _resource_template(value: str) -> tuple | None:
+    """``parse_template`` for a Resource: variables count "only in the resource portion
+    of the ARN", after the fifth colon; before it ``${...}`` is plain text
+    [IUG:reference_policies_variables §Resource element]."""
+    parts = value.split(":", 5)
+    if len(parts) < 6:
+        return parse_template(value)
+    template = parse_template(parts[5])
+    if template is None:
+        return None
+    return (("text", ":".join(parts[:5]) + ":"),) + template
+
+
 def render(template: tuple, keys: Keys) -> tuple[tuple[str, bool], ...] | None:
     """Chunks (text, literal) with variables substituted; None if one has no value.
 
@@ -122,8 +135,8 @@ class Patterns:
         when the policy's Version enables ``${...}``."""
         if fold_case:
             values = tuple(v.lower() for v in values)
-        templates = tuple(t for t in map(parse_template, values) if t) if variables else ()
-        plain = [v for v in values if not (variables and "${" in v)]
+        templates = tuple(t for t in map(_resource_template, values) if t) if variables else ()
+        plain = [v for v in values if not (variables and _resource_template(v))]
         exact = frozenset(v for v in plain if "*" not in v and "?" not in v)
         globs = [v for v in plain if v not in exact]
         regex = (compile_regex("|".join(f"(?:{glob_regex(((g, False),))})" for g in globs))

@@ -409,7 +409,7 @@ def test_permissions_boundary():
 
 @pytest.mark.parametrize("principal, caller, sessions, resource, expected", [
     ({"AWS": USER}, USER, (), ROLE, True),                      # same account: resource policy alone
-    ({"AWS": ACCT}, USER, (), ROLE, True),
+    ({"AWS": ACCT}, USER, (), ROLE, False),     # the account only delegates: identity must allow
     ({"AWS": f"arn:aws:iam::{ACCT}:user/bob"}, USER, (), ROLE, False),
     ({"AWS": CALLER_ROLE}, SESSION, ("iam:*",), ROLE, False),   # role ARN: session policy still limits
     ({"AWS": SESSION}, SESSION, ("iam:*",), ROLE, True),        # exact session ARN: it does not
@@ -758,3 +758,79 @@ def test_many_stars_do_not_backtrack():
     assert compile_glob(pattern).fullmatch("arn:" + "a" * 5000) is None
     assert compile_glob(pattern).fullmatch("arn:" + "a" * 5000 + "b") is not None
     assert time.perf_counter() - start < 0.5
+
+
+# --- rules from the guide the engine once missed (tests/policy_cases.py has more) -------
+
+def _resource(*statements):
+    return parse_policy(doc(*statements), PolicyKind.RESOURCE)
+
+
+def test_star_principal_grant_is_not_limited_by_boundary_or_session():
+    # [IUG:reference_policies_elements_principal §IAM role principals]
+    res = _resource({"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole", "Resource": "*",
+                     "Condition": {"ArnEquals": {"aws:PrincipalArn": CALLER_ROLE}}})
+    request = ctx(principal=SESSION, role_arn=CALLER_ROLE)
+    assert evaluate(request, [], session_policies=[identity(allow("iam:*"))], resource_policy=res).allowed
+    assert evaluate(request, [], permissions_boundary=identity(allow("iam:*")), resource_policy=res).allowed
+
+
+def test_not_principal_deny_spares_only_a_fully_named_caller():
+    # [IUG:reference_policies_elements_notprincipal §NotPrincipal With Deny]
+    bob = f"arn:aws:iam::{ACCT}:user/bob"
+    res = _resource({"Effect": "Deny", "NotPrincipal": {"AWS": [bob, f"arn:aws:iam::{ACCT}:root"]},
+                     "Action": "sts:*", "Resource": "*"})
+    mine = [identity(allow())]
+    assert evaluate(ctx(principal=bob), mine, resource_policy=res).allowed
+    assert evaluate(ctx(principal=USER), mine, resource_policy=res).reason == EXPLICIT_DENY   # same account
+    only_bob = _resource({"Effect": "Deny", "NotPrincipal": {"AWS": bob}, "Action": "sts:*", "Resource": "*"})
+    assert evaluate(ctx(principal=bob), mine, resource_policy=only_bob).reason == EXPLICIT_DENY
+    # a permissions boundary makes the NotPrincipal Deny apply whatever it names [IUG:access_policies_boundaries]
+    assert evaluate(ctx(principal=bob), mine, resource_policy=res,
+                    permissions_boundary=identity(allow("*"))).reason == EXPLICIT_DENY
+
+
+def test_policy_variables_in_arn_conditions():
+    # [IUG:reference_policies_variables §Condition element]: string and ARN operators
+    policy = identity(allow(Condition={"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCT}:user/${{aws:username}}"}}))
+    assert evaluate(ctx(), [policy]).allowed
+    assert not evaluate(ctx(extra={"aws:username": "bob"}), [policy]).allowed
+    literal = identity(allow(Condition={"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{ACCT}:user/${{*}}"}}))
+    assert not evaluate(ctx(), [literal]).allowed          # ${*} is a literal star, not a wildcard
+
+
+@pytest.mark.parametrize("text", [
+    '{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Effect": "Deny", "Action": "*", "Resource": "*"}}',
+    '{"Version": "2012-10-17", "Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}',
+    '{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": '
+    '{"StringEquals": {"aws:username": "a"}, "StringEquals": {"aws:username": "b"}}}}',
+])
+def test_duplicate_keys_are_syntax_errors(text):
+    # [IUG:reference_policies_grammar §Policy grammar notes]
+    with pytest.raises(MalformedPolicyDocument, match="^Syntax errors in policy.$"):
+        parse_policy(text)
+
+
+def test_trust_of_services_and_identity_providers_needs_no_identity_allow():
+    # They have no identity policies; the role's account differs from their (empty) one.
+    service = ctx(principal="ecs.amazonaws.com", principal_type=PrincipalType.SERVICE)
+    decision = evaluate_trust(service, trust(trusting({"Service": "ecs.amazonaws.com"})))
+    assert decision.allowed and not decision.needs_identity_allow
+    web = ctx("sts:AssumeRoleWithWebIdentity", principal="accounts.google.com",
+              principal_type=PrincipalType.WEB_IDENTITY)
+    policy = trust({"Effect": "Allow", "Principal": {"Federated": "accounts.google.com"},
+                    "Action": "sts:AssumeRoleWithWebIdentity"})
+    assert evaluate_trust(web, policy) == Decision(True, ALLOWED, None, "trust", False)
+
+
+def test_statements_for_an_action_are_remembered_within_bounds():
+    policy = identity(allow("s3:Get*", Sid="Get"), deny("*", Sid="All"), allow("iam:*", Sid="Iam"),
+                      {"Effect": "Allow", "NotAction": "s3:*", "Resource": "*", "Sid": "NotS3"})
+    denies, allows = policy.for_action("s3:getobject")
+    assert ([s.sid for s in denies], [s.sid for s in allows]) == (["All"], ["Get"])
+    assert [s.sid for s in policy.for_action("iam:getuser")[1]] == ["Iam", "NotS3"]
+    assert policy.for_action("s3:getobject") is policy.for_action("s3:getobject")
+    for n in range(600):
+        policy.for_action(f"svc:action{n}")
+    assert len(policy._by_action) <= 256
+    assert [s.sid for s in policy.for_action("s3:getobject")[1]] == ["Get"]

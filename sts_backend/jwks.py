@@ -56,6 +56,7 @@ DEADLINE = 5.0
 MAX_DOCUMENT_BYTES = 64 * 1024
 _MAX_PROVIDERS = 256
 _WELL_KNOWN = "/.well-known/openid-configuration"
+_IMDS_V6 = ipaddress.ip_address("fd00:ec2::254")   # EC2's metadata service over IPv6: unique-local, not link-local
 
 
 def _fetchable(url: str) -> bool:
@@ -66,7 +67,8 @@ def _fetchable(url: str) -> bool:
     except ValueError:
         return False
     try:
-        if ipaddress.ip_address(host.split("%", 1)[0]).is_link_local:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+        if address.is_link_local or address == _IMDS_V6:
             return False
     except ValueError:
         pass

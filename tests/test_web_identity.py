@@ -13,7 +13,7 @@ import pytest
 from sts_backend import web_identity
 from sts_backend.errors import SenderError
 from sts_backend.iam import Caller, handle_iam, iam_resource_arn
-from sts_backend.jwks import JwksCache
+from sts_backend.jwks import JwksCache, fetch_signing_keys
 from sts_backend.store import Store
 from tests.clocks import FixedClock
 from tests.idp_support import LoopbackIdP
@@ -141,3 +141,16 @@ def test_iam_authorizes_oidc_operations_on_the_provider_arn():
         assert iam_resource_arn(action, {"OpenIDConnectProviderArn": arn}, caller, ACCOUNT) == arn
     assert iam_resource_arn("ListOpenIDConnectProviders", {}, caller, ACCOUNT) == "*"
     assert iam_resource_arn("CreateOpenIDConnectProvider", {"Url": "ftp://x"}, caller, ACCOUNT) == "*"
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data/iam/security-credentials/",   # EC2 metadata, plain
+    "https://169.254.169.254/keys", "https://[fe80::1]/keys", "https://[fd00:ec2::254]/keys",
+    "http://idp.example.test/keys",                                          # plain HTTP off loopback
+])
+def test_keys_are_never_fetched_from_metadata_addresses_or_plain_http(url):
+    """A hostile discovery document cannot point the backend at instance metadata: refused before any
+    connection (tests/netguard.py would fail the test had one been tried)."""
+    with pytest.raises(SenderError) as info:
+        fetch_signing_keys(url, "https://idp.example.test", lambda: 0.0)
+    assert info.value.code == "InvalidIdentityToken"

@@ -34,6 +34,16 @@ Then routing (reference/imds.md §2-5):
 A trailing slash is optional on every metadata path (botocore asks for
 ``placement/availability-zone/``). Bodies for a given ``RoleCredentials``
 object are rendered once and reused while the holder returns that object.
+
+Per-caller roles: with ``roles`` (a ``RoleSelector``), each request's holder is
+the one ``roles(req.caller, peer address)`` picks for the connection's caller
+(identified once per connection by the serving layer, ``HttpRequest.caller``),
+so ``iam/security-credentials/`` lists exactly that caller's role and
+``iam/info`` is that role's; a caller with no role gets 403 with a JSON error
+on the credential paths (the other paths are the host's, and answer as ever).
+IMDSv2 tokens are then bound to the caller that asked for them
+(``TokenSealer`` binding: uid and cgroup id): presented on another caller's
+connection, a token is refused (401).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from metadata_server import documents as doc
 from metadata_server.config import MetadataConfig, authority_forms, default_instance_id, normalize_host
@@ -50,7 +61,10 @@ from metadata_server.tokens import TokenSealer, parse_ttl
 from wire.clock import WallClock
 from wire.http import HttpRequest, HttpResponse
 
-__all__ = ["ImdsHandler", "TOKEN_HEADER", "TOKEN_PATH", "TTL_HEADER"]
+__all__ = ["ImdsHandler", "RoleSelector", "TOKEN_HEADER", "TOKEN_PATH", "TTL_HEADER", "caller_binding"]
+
+# (the connection's caller identity or None, the peer's address) -> the holder of its role, or None
+RoleSelector = Callable[[Any, "str | None"], "CredentialHolder | None"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +100,11 @@ NO_CREDENTIALS = HttpResponse(
     503,
     (_TEXT,),
     doc.error_document("CredentialsUnavailable", "rolecall holds no valid credentials for this role yet"),
+)
+NO_ROLE = HttpResponse(
+    403,
+    (_TEXT,),
+    doc.error_document("AccessDenied", "rolecall serves no role to this caller"),
 )
 EXPIRED_CREDENTIALS = HttpResponse(
     503,
@@ -135,6 +154,8 @@ class ImdsHandler:
         monotonic: the token clock (default ``trio.current_time``; pass
             ``time.monotonic`` or a fake to call the handler outside trio).
         peers: the peer policy (default from ``config.allowed_peers``).
+        roles: per-caller roles: picks each caller's holder (``holder`` is then
+            unused for credentials); None serves ``holder`` to every caller.
     """
 
     def __init__(
@@ -145,9 +166,11 @@ class ImdsHandler:
         monotonic: Callable[[], float] | None = None,
         *,
         peers: PeerPolicy | None = None,
+        roles: RoleSelector | None = None,
     ) -> None:
         self._config = config
         self._holder = holder
+        self._roles = roles
         self._clock = wall_clock
         self._tokens = TokenSealer(monotonic or _trio_clock())
         self._peers = peers or PeerPolicy(config.allowed_peers)
@@ -164,7 +187,7 @@ class ImdsHandler:
             pending_time=wall_clock.now(),
         )
         self._identity: tuple[str | None, HttpResponse] | None = None
-        self._served: tuple[RoleCredentials | None, dict[str, HttpResponse]] = (None, {})
+        self._served: dict[int, tuple[RoleCredentials, dict[str, HttpResponse]]] = {}
 
     def _static_routes(self, instance_id: str) -> dict[str, HttpResponse]:
         cfg = self._config
@@ -233,11 +256,11 @@ class ImdsHandler:
         if token is None:
             if self._required:
                 return UNAUTHORIZED
-            return self._route(path)
-        remaining = self._tokens.remaining(token)
+            return self._route(path, req)
+        remaining = self._tokens.remaining(token, caller_binding(req.caller) if self._roles else b"")
         if remaining is None:
             return UNAUTHORIZED
-        answer = self._route(path)
+        answer = self._route(path, req)
         ttl = (_TTL_OUT, TokenSealer.header_seconds(remaining))
         return HttpResponse(answer.status, answer.headers + (ttl,), answer.body)
 
@@ -246,7 +269,7 @@ class ImdsHandler:
             ttl = parse_ttl(req.header_values(TTL_HEADER))
             if ttl is None:
                 return BAD_REQUEST
-            body = self._tokens.issue(ttl).encode("ascii")
+            body = self._tokens.issue(ttl, caller_binding(req.caller) if self._roles else b"").encode("ascii")
             return HttpResponse(200, (_TEXT, (_TTL_OUT, str(ttl))), body, ip_ttl=self._config.hop_limit)
         if req.method == "OPTIONS":
             return TOKEN_OPTIONS
@@ -254,35 +277,50 @@ class ImdsHandler:
 
     # -- routing ----------------------------------------------------------
 
-    def _route(self, path: str) -> HttpResponse:
+    def _route(self, path: str, req: HttpRequest) -> HttpResponse:
         key = path[:-1] if len(path) > 1 and path[-1] == "/" else path
         if _is_credential_path(key):
-            return self._credential_route(key)
+            return self._credential_route(key, req)
         static = self._static.get(key)
         if static is not None:
             return static
         if key == "/latest/dynamic/instance-identity/document":
-            return self._identity_document()
+            return self._identity_document(req)
         return NOT_FOUND
 
-    def _current(self) -> RoleCredentials | None:
+    def _holder_for(self, req: HttpRequest) -> CredentialHolder | None:
+        if self._roles is None:
+            return self._holder
         try:
-            return self._holder.current()
+            return self._roles(req.caller, req.peer[0] if req.peer else None)
+        except Exception as exc:  # a broken selector serves nobody, never someone else's role
+            log.error("role selection failed: %s", type(exc).__name__)
+            return None
+
+    def _current(self, holder: CredentialHolder | None) -> RoleCredentials | None:
+        if holder is None:
+            return None
+        try:
+            return holder.current()
         except Exception as exc:  # a broken holder must not take the endpoint down
             log.error("credential holder failed: %s", type(exc).__name__)
             return None
 
-    def _credential_route(self, key: str) -> HttpResponse:
-        creds = self._current()
+    def _credential_route(self, key: str, req: HttpRequest) -> HttpResponse:
+        holder = self._holder_for(req)
+        if holder is None:
+            return NO_ROLE
+        creds = self._current(holder)
         if creds is None:
             return NO_CREDENTIALS
         if not creds.expiration > self._clock.now():
             return EXPIRED_CREDENTIALS
-        served, routes = self._served
-        if served is not creds:
-            routes = self._credential_routes(creds)
-            self._served = (creds, routes)
-        return routes.get(key, NOT_FOUND)
+        served = self._served.get(id(creds))
+        if served is None or served[0] is not creds:
+            if len(self._served) >= 256:   # old credentials of rotated roles
+                self._served.clear()
+            served = self._served[id(creds)] = (creds, self._credential_routes(creds))
+        return served[1].get(key, NOT_FOUND)
 
     def _account_id(self, creds: RoleCredentials | None) -> str | None:
         return self._config.account_id or (creds.account_id if creds is not None else None)
@@ -302,13 +340,21 @@ class ImdsHandler:
             bodies[f"{_EXT}/{name}"] = doc.credentials_document(extended, extended=True)
         return {path: _ok(body) for path, body in bodies.items()}
 
-    def _identity_document(self) -> HttpResponse:
-        account_id = self._account_id(self._current())
+    def _identity_document(self, req: HttpRequest) -> HttpResponse:
+        account_id = self._account_id(self._current(self._holder_for(req)))
         cached = self._identity
         if cached is None or cached[0] != account_id:
             cached = (account_id, _ok(doc.identity_document(account_id=account_id, **self._identity_args)))
             self._identity = cached
         return cached[1]
+
+
+def caller_binding(caller: Any) -> bytes:
+    """What an IMDSv2 token is bound to: the caller's uid and cgroup id (b"" for an
+    unidentified caller, whose tokens then work only on unidentified connections)."""
+    if caller is None:
+        return b""
+    return f"{caller.uid}:{caller.cgroup_id}".encode("ascii")
 
 
 def _with_account(creds: RoleCredentials, account_id: str) -> RoleCredentials:

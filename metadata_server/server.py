@@ -15,14 +15,14 @@ the caller can log ``listening on http://H:P`` and tell clients the real port.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
 from metadata_server.config import ContainerConfig, MetadataConfig
 from metadata_server.container import ContainerHandler
 from metadata_server.credentials import CredentialHolder
-from metadata_server.imds import ImdsHandler
+from metadata_server.imds import ImdsHandler, RoleSelector
 from wire.clock import WallClock
 from wire.http import Limits
 from wire.listeners import open_tcp_listeners
@@ -53,6 +53,8 @@ def imds_server(
     *,
     limits: Limits = METADATA_LIMITS,
     shutdown_grace: float = 10.0,
+    roles: RoleSelector | None = None,
+    identify: Callable | None = None,
 ) -> Server:
     """The IMDS endpoint, ready to ``serve(listeners)``: ``ImdsHandler`` over ``holder`` on the serving layer.
 
@@ -66,8 +68,14 @@ def imds_server(
         wall_clock: decides credential expiry.
         limits: the serving layer's bounds.
         shutdown_grace: seconds ``Server.shutdown()`` lets requests in progress run.
+        roles: per-caller roles (``ImdsHandler``'s ``roles``); then ``identify``
+            (``wire.peer_identity.lookup`` by default) names each connection's caller.
+        identify: ``(local, peer) -> identity``, once per connection.
     """
-    return Server(ImdsHandler(config, holder, wall_clock), limits=limits, shutdown_grace=shutdown_grace)
+    if roles is not None and identify is None:
+        from wire.peer_identity import lookup as identify   # Linux-only: imported when roles are on
+    return Server(ImdsHandler(config, holder, wall_clock, roles=roles), limits=limits,
+                  shutdown_grace=shutdown_grace, identify=identify if roles is not None else None)
 
 
 async def _serve(server: Server, addresses: Sequence[str], listeners, task_status) -> None:

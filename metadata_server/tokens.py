@@ -11,6 +11,10 @@ ending in ``==`` like a real IMDS token:
 - ``mac``: the first 16 bytes of HMAC-SHA256 over ``expiry || nonce`` under a
   32-byte key drawn from the OS CSPRNG when the ``TokenSealer`` is created.
 
+With per-caller roles the MAC also covers the identity of the caller that asked
+(``binding``: its uid and cgroup id, never sent), so a token works only on
+connections of the same caller.
+
 Nothing is stored per token: the server can hand out any number of them, and a
 restart (a new key) invalidates them all, as a replaced instance would. Forging
 one means forging a 128-bit MAC. Verification recomputes the MAC and compares it
@@ -87,8 +91,13 @@ class TokenSealer:
         mac.update(payload)
         return mac.digest()[:_MAC_BYTES]
 
-    def issue(self, ttl: int) -> str:
-        """A new token valid for ``ttl`` seconds from now.
+    def issue(self, ttl: int, binding: bytes = b"") -> str:
+        """A new token valid for ``ttl`` seconds from now, for callers with ``binding``.
+
+        ``binding`` (the caller identity that asked, ``caller_binding``) is MACed
+        with the token, not carried in it: the token verifies only where
+        ``remaining`` is given the same binding, so a token obtained by one user
+        is refused on another user's connection.
 
         Raises:
             ValueError: ``ttl`` outside 1-21600.
@@ -96,12 +105,13 @@ class TokenSealer:
         if type(ttl) is not int or not MIN_TTL <= ttl <= MAX_TTL:
             raise ValueError("ttl must be an integer from 1 to 21600")
         payload = _EXPIRY.pack(self._monotonic() + ttl) + os.urandom(_NONCE_BYTES)
-        return base64.urlsafe_b64encode(payload + self._mac(payload)).decode("ascii")
+        return base64.urlsafe_b64encode(payload + self._mac(payload + binding)).decode("ascii")
 
-    def remaining(self, token: str) -> float | None:
+    def remaining(self, token: str, binding: bytes = b"") -> float | None:
         """Seconds this token has left (> 0), or None if it is not valid now.
 
-        None for anything malformed, forged, from another process or expired.
+        None for anything malformed, forged, from another process, issued for
+        another ``binding``, or expired.
         """
         if len(token) != TOKEN_LENGTH or not token.isascii():
             return None
@@ -112,7 +122,7 @@ class TokenSealer:
         if len(raw) != _RAW_BYTES:
             return None
         payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-        if not hmac.compare_digest(mac, self._mac(payload)):
+        if not hmac.compare_digest(mac, self._mac(payload + binding)):
             return None
         (expiry,) = _EXPIRY.unpack_from(payload)
         left = expiry - self._monotonic()

@@ -47,7 +47,7 @@ import re
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Awaitable, Callable, Union
+from typing import Any, Awaitable, Callable, Union
 
 __all__ = [
     "Handler",
@@ -72,7 +72,10 @@ class HttpRequest:
     ``target`` is the raw request-target (path and query, undecoded).
     ``headers`` keeps the client's order and repeats; names are lower-case.
     ``peer``/``local`` are ``(host, port)`` of the two socket ends, ``None``
-    when the stream is not a socket (tests over memory streams).
+    when the stream is not a socket (tests over memory streams). ``caller`` is
+    what the server's ``identify`` hook said of the connection's peer process
+    (``wire.peer_identity.PeerIdentity``), once per connection; None without a
+    hook or when the peer could not be identified.
     """
 
     method: str
@@ -82,6 +85,7 @@ class HttpRequest:
     peer: tuple[str, int] | None = None
     local: tuple[str, int] | None = None
     http_version: str = "1.1"
+    caller: Any = None
 
     @property
     def path(self) -> str:
@@ -159,6 +163,10 @@ class Limits:
             connections, from their first byte until the handler has answered
             (the bodies of requests not yet authenticated); past it, 503 with
             ``Connection: close``.
+        max_connections_per_uid: connections at once from the loopback
+            processes of one user, when the server identifies its callers
+            (``Server(identify=...)``); more are closed at once, so one local
+            user cannot fill the server for the others.
     """
 
     max_target_bytes: int = 8 * 1024
@@ -171,10 +179,11 @@ class Limits:
     first_byte_timeout: float = 5.0
     max_connections_per_peer: int = 256
     max_buffered_body_bytes: int = 64 * 1024 * 1024
+    max_connections_per_uid: int = 1024
 
     def __post_init__(self) -> None:
         for name in ("max_target_bytes", "max_header_bytes", "max_headers", "max_connections",
-                     "max_connections_per_peer"):
+                     "max_connections_per_peer", "max_connections_per_uid"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")
         for name in ("max_body_bytes", "request_timeout", "idle_timeout", "first_byte_timeout",

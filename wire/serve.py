@@ -76,6 +76,7 @@ import termios
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import h11
 import trio
@@ -115,7 +116,7 @@ class _Connection:
     """Per-connection state the server and the cycle loop share."""
 
     __slots__ = ("stream", "scope", "deadline", "phase", "sock", "peer", "local", "ttl", "received", "line_checked",
-                 "held")
+                 "held", "caller")
 
     def __init__(self, stream: trio.abc.Stream, deadline: float) -> None:
         self.stream = stream
@@ -126,6 +127,7 @@ class _Connection:
         self.received = 0  # bytes received in this request cycle
         self.line_checked = False  # request line of this cycle seen complete and valid
         self.held = 0  # body bytes of this cycle counted in the server's buffered total
+        self.caller = None  # what Server(identify=...) said of the peer process, once, at accept
         self.sock = _find_socket(stream)
         if self.sock is None or self.sock.family not in (socket.AF_INET, socket.AF_INET6):
             self.sock = self.peer = self.local = None
@@ -159,6 +161,13 @@ class Server:
             on those paths. Plain text (``wire.http.error_response``) by default.
         remote: whether a peer host counts against ``max_connections_per_peer``
             (default: anything not loopback).
+        identify: ``(local, peer) -> identity or None``, called once per TCP
+            connection at accept (never per request; keep-alive requests reuse
+            it, and nothing is cached across connections, as a port may be
+            reused by another process). The identity reaches the handler as
+            ``HttpRequest.caller``; one with a ``uid`` counts against
+            ``max_connections_per_uid``. Blocking but quick
+            (``wire.peer_identity.lookup``: one netlink round trip).
     """
 
     def __init__(
@@ -171,6 +180,7 @@ class Server:
         wall_time: Callable[[], float] = time.time,
         error_response: ErrorRenderer = error_response,
         remote: Callable[[str], bool] = lambda host: not is_loopback_host(host),
+        identify: Callable[[tuple[str, int], tuple[str, int]], Any] | None = None,
     ) -> None:
         self._handler = handler
         self._render_error = error_response
@@ -184,6 +194,8 @@ class Server:
         self._connections: set[_Connection] = set()
         self._idle: dict[_Connection, None] = {}  # idle connections, longest idle first (insertion order)
         self._per_peer: Counter[str] = Counter()  # connections of remote peers, by address
+        self._identify = identify
+        self._per_uid: Counter[int] = Counter()  # connections of identified local callers, by uid
         self._slot_freed = trio.Event()
         self._buffered = 0  # body bytes held across connections (max_buffered_body_bytes)
         self._shutdown = trio.Event()
@@ -240,6 +252,14 @@ class Server:
             self._per_peer[host] += 1
         else:
             host = None
+        uid = self._identified(connection)
+        if uid is not None:
+            if self._per_uid[uid] >= self._limits.max_connections_per_uid:
+                log.debug("closed a connection of uid %d: %d already open", uid, self._per_uid[uid])
+                self._release_peer(host)
+                await trio.aclose_forcefully(stream)
+                return
+            self._per_uid[uid] += 1
         self._connections.add(connection)
         self._idle[connection] = None
         try:
@@ -253,14 +273,32 @@ class Server:
             self._connections.discard(connection)
             self._idle.pop(connection, None)
             self._release_body(connection)
-            if host is not None:
-                self._per_peer[host] -= 1
-                if not self._per_peer[host]:
-                    del self._per_peer[host]
+            self._release_peer(host)
+            if uid is not None:
+                self._per_uid[uid] -= 1
+                if not self._per_uid[uid]:
+                    del self._per_uid[uid]
             self._slot_freed.set()
             if self._drained is not None and not self._connections:
                 self._drained.set()
             await trio.aclose_forcefully(stream)
+
+    def _identified(self, connection: _Connection) -> int | None:
+        """Ask ``identify`` who is behind the connection; its uid (None: unknown or no hook)."""
+        if self._identify is None or connection.peer is None:
+            return None
+        try:
+            connection.caller = self._identify(connection.local, connection.peer)
+        except Exception as exc:  # noqa: BLE001 - an unidentified caller, never a failed connection
+            log.debug("cannot identify the peer %s: %s", connection.peer, type(exc).__name__)
+            return None
+        return getattr(connection.caller, "uid", None)
+
+    def _release_peer(self, host: str | None) -> None:
+        if host is not None:
+            self._per_peer[host] -= 1
+            if not self._per_peer[host]:
+                del self._per_peer[host]
 
     def _evict_idlest(self) -> bool:
         """Close the connection idle longest to make room; False when none is idle."""
@@ -396,7 +434,7 @@ class Server:
             body = b""
             await self._next_event(c, conn)  # EndOfMessage
         method = event.method.decode("ascii")
-        request = HttpRequest(method, event.target.decode("ascii"), headers, body, c.peer, c.local, version)
+        request = HttpRequest(method, event.target.decode("ascii"), headers, body, c.peer, c.local, version, c.caller)
         return await self._respond(c, request, close, keep_alive_10)
 
     async def _read_body(self, c: _Connection, conn: h11.Connection) -> bytes:

@@ -27,8 +27,8 @@ __all__ = [
     "TokenSealer",
     "container_uri",
     "new_container_token",
-    "serve_container",
     "select",
+    "serve_container",
     "serve_metadata",
     "write_token_file",
 ]

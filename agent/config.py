@@ -23,6 +23,12 @@ not at load. ``mfa_serial`` makes the agent hold an MFA session
 (GetSessionToken) of that identity and assume the role from it, so
 ``duration_seconds`` is then at most 3600 (STS's role-chaining cap).
 
+``[roles.NAME]`` tables (``agent.config_roles``) are per-caller roles: the keys
+of ``[role]`` plus ``match``; ``[role]`` is then the default for callers no rule
+matches, and may be left out to refuse them. ``match.user`` is resolved to a
+uid at load; what this host lacks (a user, a unit) is not an error but a line
+of ``rule_warnings(config)``, which the daemon logs at start and on reload.
+
 This module holds the entry points; the checked values are the dataclasses of
 ``agent.config_types`` (re-exported here), and the checks are in
 ``agent.config_table`` (the known sections and keys, typed getters) and
@@ -36,15 +42,16 @@ import logging
 import os
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from agent.config_sections import (parse_container, parse_control_socket, parse_metadata, parse_role, parse_source,
                                    parse_sts, refuse_for_web_identity)
-from agent.config_table import read_sections
-from agent.config_types import AgentConfig
+from agent.config_roles import lookup_uid, parse_roles, rule_warnings
+from agent.config_table import Table, read_sections
+from agent.config_types import AgentConfig, RoleConfig, RoleRule
 from agent.errors import ConfigError
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["load_config", "parse_config", "rule_warnings"]
 
 log = logging.getLogger("rolecall.agent.config")
 
@@ -91,8 +98,11 @@ def load_config(path: str, *, environ: Mapping[str, str] | None = None, uid: int
 
 
 def parse_config(text: str, path: str, *, environ: Mapping[str, str] | None = None, uid: int | None = None,
-                 hostname: str | None = None) -> AgentConfig:
+                 hostname: str | None = None, lookup_uid: Callable[[str], int | None] = lookup_uid
+                 ) -> AgentConfig:
     """Check the TOML ``text`` of the file ``path`` (named in errors; see ``load_config``).
+
+    ``lookup_uid`` resolves ``[roles.NAME] match.user`` (default: the password database).
 
     Returns:
         The checked configuration.
@@ -112,13 +122,29 @@ def parse_config(text: str, path: str, *, environ: Mapping[str, str] | None = No
     base_dir = os.path.dirname(os.path.abspath(path))
     sts = parse_sts(tables["sts"], base_dir)
     source = parse_source(tables["source"], environ, base_dir)
-    role = parse_role(tables["role"], hostname)
-    if source.kind == "web_identity":
-        refuse_for_web_identity(tables["role"])
-    if source.mfa_serial and role.duration_seconds > 3600:
-        raise ConfigError(path, "[role] duration_seconds", "must be at most 3600 with [source] mfa_serial: the role "
-                                "is assumed from the MFA session, and STS caps such role chaining at one hour")
+    roles = parse_roles(tables["roles"], hostname, lookup_uid)
+    # [role] is the default for callers no rule matches; with rules it may be left out to refuse them
+    role = parse_role(tables["role"], hostname) if tables["role"].present or not roles else None
+    for where, checked, table in _role_tables(tables, role, roles):
+        if source.kind == "web_identity":
+            refuse_for_web_identity(table)
+        if source.mfa_serial and checked.duration_seconds > 3600:
+            raise ConfigError(path, f"{where} duration_seconds", "must be at most 3600 with [source] mfa_serial: the "
+                              "role is assumed from the MFA session, and STS caps such role chaining at one hour")
     metadata = parse_metadata(tables["metadata"], sts.region)
     container = parse_container(tables["container"], base_dir) if tables["container"].present else None
+    if container is not None and container.role is not None and container.role not in {r.name for r in roles}:
+        known = ", ".join(r.name for r in roles) or "none"
+        raise ConfigError(path, "[container] role", f"names no [roles.NAME] table (known: {known}); "
+                                                    "leave it out to serve [role]")
     control_socket = parse_control_socket(tables["agent"], environ, os.getuid() if uid is None else uid)
-    return AgentConfig(path, sts, source, role, metadata, container, control_socket)
+    return AgentConfig(path, sts, source, role, metadata, container, control_socket, roles)
+
+
+def _role_tables(tables: dict[str, Table], role: RoleConfig | None, roles: tuple[RoleRule, ...]):
+    """``(where, RoleConfig, Table)`` of ``[role]`` (when given) and of every ``[roles.NAME]``."""
+    if role is not None:
+        yield "[role]", role, tables["role"]
+    for rule in roles:
+        yield f"[roles.{rule.name}]", rule.role, Table(tables["roles"].path, f"roles.{rule.name}",
+                                                       tables["roles"].values[rule.name])

@@ -36,6 +36,8 @@ _SOURCES_HELP = ("access_key_id with secret_access_key or secret_access_key_file
 _SIGNING_REGION = re.compile(r"[A-Za-z0-9_-]{1,63}")
 _POLICY_ARN = re.compile(r"arn:[a-z][a-z0-9-]*:iam::(?:[0-9]{12}|aws):policy/[\x21-\x7e]+", re.ASCII)
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_SESSION_TEXT = re.compile(r"[\w+=,.@-]*", re.ASCII)
+HOSTNAME_FIELD = "{hostname}"
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
 _SOURCE_IDENTITY = re.compile(r"[\w+=,.@-]{2,256}", re.ASCII)
 _KEYRING_NAME = re.compile(r"[\w+=,.@-]{1,128}(/[\w+=,.@-]{1,128})?", re.ASCII)
@@ -176,19 +178,26 @@ def _check_readable(t: Table, key: str, reader, path: str) -> None:
 # --- [role] ------------------------------------------------------------------------------
 
 
-def parse_role(t: Table, hostname: str | None) -> RoleConfig:
+def parse_role(t: Table, hostname: str | None, default_session: str | None = None) -> RoleConfig:
+    """``[role]``, or the role keys of a ``[roles.NAME]`` table.
+
+    Args:
+        t: the table.
+        hostname: what ``{hostname}`` in ``session_name`` stands for, made
+            session-name safe (``default_session_name``); default the host's.
+        default_session: the ``session_name`` template when the key is
+            absent; None: the host's name.
+    """
     require_section(t, 'the agent needs the role it serves (arn = "arn:aws:iam::...")')
     if "arn" not in t:
         raise t.error("arn", "required")
     arn = t.string("arn")
     if not 20 <= len(arn) <= 2048 or not ROLE_ARN.fullmatch(arn):
         raise t.error("arn", "must be a role ARN such as arn:aws:iam::123456789012:role/NAME")
-    session_name = t.string("session_name", pattern=_SESSION_NAME,
-                            reason="must be 2-64 characters of letters, digits and +=,.@_-")
     duration = t.integer("duration_seconds", 900, 43200, 3600)
     return RoleConfig(
         arn=arn,
-        session_name=session_name or default_session_name(hostname),
+        session_name=_session_name(t, hostname, default_session),
         duration_seconds=duration,
         external_id=t.string("external_id", pattern=_EXTERNAL_ID,
                              reason="must be 2-1224 characters of letters, digits and +=,.@:/_-"),
@@ -199,6 +208,23 @@ def parse_role(t: Table, hostname: str | None) -> RoleConfig:
                                  reason="must be 2-256 characters of letters, digits and +=,.@_-"),
         refresh_before_expiry_seconds=_refresh_lead(t, duration),
     )
+
+
+def _session_name(t: Table, hostname: str | None, default: str | None) -> str:
+    """``session_name`` with ``{hostname}`` replaced; a result past 64 characters is cut to 64.
+
+    The cut only ever shortens what the host's name added, so one file works
+    on every host of a fleet; a name written out in full must fit as it is.
+    """
+    template = t.string("session_name", default)
+    if template is None:
+        return default_session_name(hostname)
+    literal = template.replace(HOSTNAME_FIELD, "")
+    name = template.replace(HOSTNAME_FIELD, default_session_name(hostname))[:64]
+    if len(literal) > 64 or not _SESSION_NAME.fullmatch(name) or not _SESSION_TEXT.fullmatch(literal):
+        raise t.error("session_name", "must be 2-64 characters of letters, digits and +=,.@_- "
+                                      "({hostname} stands for the host's name)")
+    return name
 
 
 def _refresh_lead(t: Table, duration: int) -> int | None:
@@ -296,6 +322,8 @@ def parse_container(t: Table, base_dir: str) -> ContainerConfig:
         values["listen"] = t.strings("listen", one_allowed=True)
     if "token_file" in t:
         values["token_file"] = t.path_value("token_file", base_dir)
+    if "role" in t:
+        values["role"] = t.string("role")
     return _build(t, ContainerConfig, values, {})
 
 

@@ -22,9 +22,12 @@ SECTIONS: dict[str, tuple[str, ...]] = {
              "source_identity", "refresh_before_expiry_seconds"),
     "metadata": ("listen", "tokens", "hop_limit", "allowed_hosts", "allowed_peers", "region",
                  "availability_zone", "instance_id"),
-    "container": ("listen", "token_file"),
+    "container": ("listen", "token_file", "role"),
     "agent": ("control_socket",),
+    "roles": (),  # a table of [roles.NAME] tables: ROLE_RULE_KEYS, checked by read_sections
 }
+ROLE_RULE_KEYS = (*SECTIONS["role"], "match")
+ROLE_RULE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 
 class Table:
@@ -85,10 +88,26 @@ def read_sections(path: str, document: dict[str, Any]) -> dict[str, Table]:
                               f"unknown {kind}; known sections: {', '.join(SECTIONS)}")
         if not isinstance(value, dict):
             raise ConfigError(path, f"[{name}]", "must be a table")
+        if name == "roles":
+            _check_role_rules(path, value)
+            continue
         for key in value:
             if key not in SECTIONS[name]:
                 raise ConfigError(path, f"[{name}] {key}", "unknown key")
     return {name: Table(path, name, document.get(name)) for name in SECTIONS}
+
+
+def _check_role_rules(path: str, rules: dict[str, Any]) -> None:
+    """``[roles]`` holds only ``[roles.NAME]`` tables of ``ROLE_RULE_KEYS``, NAME a plain TOML key."""
+    for name, table in rules.items():
+        if not ROLE_RULE_NAME.fullmatch(name):
+            raise ConfigError(path, "[roles]", f"table name {name!r} must be 1-64 letters, digits, _ or -")
+        if not isinstance(table, dict):
+            raise ConfigError(path, f"[roles] {name}", "must be a table: [roles.NAME] with the keys of [role] "
+                                                       "and match")
+        for key in table:
+            if key not in ROLE_RULE_KEYS:
+                raise ConfigError(path, f"[roles.{name}] {key}", "unknown key")
 
 
 def require_section(t: Table, hint: str) -> Table:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.rotation import MIN_EXPLICIT_LEAD
+from metadata_server.callers import CallerMatch
 from metadata_server.config import ContainerConfig, MetadataConfig
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "MIN_REFRESH_LEAD",
     "ROLE_ARN",
     "RoleConfig",
+    "RoleRule",
     "SECRET_KEY",
     "SourceConfig",
     "StsConfig",
@@ -141,6 +143,21 @@ class RoleConfig:
 
 
 @dataclass(frozen=True)
+class RoleRule:
+    """``[roles.NAME]``: a per-caller role and the callers it is for.
+
+    Args:
+        name: the table's ``NAME`` (what ``[container] role`` and status name it by).
+        role: the role's settings, the keys of ``[role]``.
+        match: which callers get it (``metadata_server.callers.select``).
+    """
+
+    name: str
+    role: RoleConfig
+    match: CallerMatch
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """The whole file, checked.
 
@@ -148,21 +165,26 @@ class AgentConfig:
         path: the file it was read from.
         sts: ``[sts]``.
         source: ``[source]``.
-        role: ``[role]``.
+        role: ``[role]``: the default role, for callers no rule of ``roles``
+            matches; None only when ``roles`` is not empty (such callers are
+            refused).
         metadata: ``[metadata]`` (defaults when the section is absent; its
             region defaults to ``[sts] region`` when that is an AWS region).
         container: ``[container]``, or None when the section is absent.
         control_socket: ``[agent] control_socket`` or its default
             (``default_control_socket``).
+        roles: the ``[roles.NAME]`` rules, in file order (the first that
+            matches a caller wins).
     """
 
     path: str
     sts: StsConfig
     source: SourceConfig
-    role: RoleConfig
+    role: RoleConfig | None
     metadata: MetadataConfig
     container: ContainerConfig | None
     control_socket: str
+    roles: tuple[RoleRule, ...] = ()
 
 
 def default_control_socket(environ: Mapping[str, str], uid: int) -> str:

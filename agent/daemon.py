@@ -59,7 +59,7 @@ import trio
 
 from agent.config import AgentConfig, load_config
 from agent.control import serve_control
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from agent.mfa_prompt import PROMPT_TIMEOUT
 from agent.rotator import FETCH_TIMEOUT, Rotator
 from agent.sdnotify import Notifier
@@ -141,9 +141,22 @@ _RESTART_ONLY = (("sts", "[sts]"), ("metadata", "[metadata]"), ("container", "[c
                  ("control_socket", "[agent] control_socket"))
 
 
+def refuse_per_caller_roles(config: AgentConfig) -> None:
+    """Refuse ``[roles.NAME]`` until this daemon serves them: never give every caller ``[role]`` instead.
+
+    Raises:
+        ConfigError: the file has ``[roles.NAME]`` tables.
+    """
+    # per-caller roles: wired by the lead (a rotator per rule, select() at accept, [container] role)
+    if config.roles:
+        raise ConfigError(config.path, "[roles]", "per-caller roles are not served by this agent yet: "
+                                                  "remove the [roles.NAME] tables")
+
+
 def _read_for_reload(old: AgentConfig, fetcher: _Fetcher):
     """The re-read file and the credential source it names (file I/O: run in a worker thread)."""
     new = load_config(old.path)
+    refuse_per_caller_roles(new)
     if new.source == old.source:
         fetcher.source.reload()
         return new, fetcher.source
@@ -427,7 +440,9 @@ async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(
             container token file's directory is not private (``wire.private_files.UnsafeDirectory``).
         agent.control.ControlError: another agent owns the control socket.
         agent.errors.SourceError: the credential source is unusable at start.
+        agent.errors.ConfigError: the file has ``[roles.NAME]`` tables (not served yet).
     """
+    refuse_per_caller_roles(config)
     raise_open_file_limit()
     if inherited is None:
         inherited = inherited_listeners()

@@ -5,6 +5,7 @@ The metadata server knows nothing of the agent: it serves whatever a
 ``HttpResponse``); ``serve_metadata``/``serve_container`` put them on listeners.
 """
 
+from metadata_server.callers import CallerMatch, CallerRule, select
 from metadata_server.config import ContainerConfig, MetadataConfig
 from metadata_server.container import ContainerHandler, new_container_token, write_token_file
 from metadata_server.credentials import CredentialHolder, RoleCredentials
@@ -14,6 +15,8 @@ from metadata_server.server import container_uri, serve_container, serve_metadat
 from metadata_server.tokens import TokenSealer
 
 __all__ = [
+    "CallerMatch",
+    "CallerRule",
     "ContainerConfig",
     "ContainerHandler",
     "CredentialHolder",
@@ -24,6 +27,7 @@ __all__ = [
     "TokenSealer",
     "container_uri",
     "new_container_token",
+    "select",
     "serve_container",
     "serve_metadata",
     "write_token_file",

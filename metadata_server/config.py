@@ -179,11 +179,14 @@ class ContainerConfig:
         listen: loopback ``"H:P"`` addresses (port 0 picks one).
         token_file: where ``write_token_file`` puts the bearer token, if anywhere.
         path: the credentials path clients are given in the full URI.
+        role: the ``[roles.NAME]`` whose credentials the token gets; None:
+            the default ``[role]``.
     """
 
     listen: tuple[str, ...] = ("127.0.0.1:0",)
     token_file: str | None = None
     path: str = "/v1/credentials"
+    role: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "listen", _tuple(self.listen))

@@ -280,10 +280,10 @@ def where(key: str, reason: str) -> str:
     return f"{PATH}: {key}: {reason}"
 
 
-KNOWN = "known sections: sts, source, role, metadata, container, agent"
+KNOWN = "known sections: sts, source, role, metadata, container, agent, roles"
 NEED_AKID = "needs secret_access_key or secret_access_key_file"
 ARN_FORM = "must be a role ARN such as arn:aws:iam::123456789012:role/NAME"
-SESSION = "must be 2-64 characters of letters, digits and +=,.@_-"
+SESSION = "must be 2-64 characters of letters, digits and +=,.@_- ({hostname} stands for the host's name)"
 DURATION = "must be an integer from 900 to 43200"
 TIMEOUT = "must be a number of seconds above 0 and at most 300"
 POLICY_CHARS = "must be 1-2048 characters of tab, newline, CR and U+0020-U+00FF"

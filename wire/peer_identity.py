@@ -50,7 +50,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["CgroupPaths", "DiagReply", "PeerIdentity", "PeerLookupError", "encode_request", "lookup", "parse_reply"]
+__all__ = ["CgroupPaths", "DiagReply", "PeerIdentity", "PeerLookupError", "cgroup2_mount", "encode_request",
+           "lookup", "parse_reply", "query"]
 
 NETLINK_SOCK_DIAG = 4  # <linux/netlink.h>; Python's socket module lacks the name
 SOCK_DIAG_BY_FAMILY = 20  # <linux/sock_diag.h>
@@ -303,6 +304,15 @@ def _ask(request: bytes, seq: int) -> DiagReply | None:
         _local.sock = None
         sock.close()
         raise
+
+
+def query(local: tuple[str, int], peer: tuple[str, int]) -> DiagReply | None:
+    """The kernel's raw answer for the client socket of ``peer`` -> ``local``, unchecked.
+
+    ``lookup`` is what callers want; this shows what it refuses (a listener, an orphan).
+    """
+    seq = next(_seq) & 0xFFFFFFFF
+    return _ask(encode_request(local, peer, seq), seq)
 
 
 def lookup(local: tuple[str, int], peer: tuple[str, int], *, paths: CgroupPaths | None = None) -> PeerIdentity | None:

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        with socket.create_connection(listener.getsockname()) as client:
+        with socket.create_connection(listener.getsockname()):
             server, peer = listener.accept()
             with server:
                 local = server.getsockname()

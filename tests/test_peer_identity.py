@@ -10,6 +10,7 @@ needs to be readable by that uid) and in a cgroup v2 group made for the test.
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import os
 import re
@@ -283,11 +284,29 @@ def test_ipv4_client_of_a_dual_stack_listener():
         listener.close()
         pytest.skip(f"no dual-stack listener: {exc}")
     listener.listen()
-    with listener, socket.create_connection(("127.0.0.1", listener.getsockname()[1])) as client:
+    with listener, socket.create_connection(("127.0.0.1", listener.getsockname()[1])):
         server, peer = listener.accept()
         with server:
             assert peer[0] == "::ffff:127.0.0.1"
             assert lookup(server.getsockname()[:2], peer[:2]).uid == os.getuid()
+
+
+def test_threads_get_their_own_answers():
+    """Each thread has its own netlink socket, so concurrent lookups never read each other's reply."""
+    pairs = [_pair("127.0.0.1") for _ in range(4)]
+    try:
+        expected = [(_ends(server), os.fstat(client.fileno()).st_ino) for _, client, server in pairs]
+
+        def inodes(i: int) -> set[bool]:
+            (local, peer), inode = expected[i % len(expected)]
+            return {query(local, peer).inode == inode for _ in range(200)}
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert set().union(*pool.map(inodes, range(16))) == {True}
+    finally:
+        for sockets in pairs:
+            for s in sockets:
+                s.close()
 
 
 def test_closed_client_socket_gives_none():

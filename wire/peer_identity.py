@@ -289,7 +289,11 @@ def _diag_socket() -> socket.socket:
 
 
 def _ask(request: bytes, seq: int) -> DiagReply | None:
-    sock = _diag_socket()
+    """Send ``request`` on this thread's socket and read its answer; a socket that failed is dropped."""
+    try:
+        sock = _diag_socket()
+    except OSError as exc:  # no AF_NETLINK, or no sock_diag in this kernel
+        raise PeerLookupError(exc.errno, f"sock_diag socket: {exc.strerror}") from exc
     try:
         sock.send(request)
         while True:
@@ -300,16 +304,21 @@ def _ask(request: bytes, seq: int) -> DiagReply | None:
                 if len(data) >= _NLMSGHDR.size and _NLMSGHDR.unpack_from(data)[3] < seq:
                     continue  # a late answer to a request that failed earlier on this thread
                 raise
-    except OSError:
+    except OSError as exc:
         _local.sock = None
         sock.close()
-        raise
+        if isinstance(exc, PeerLookupError):
+            raise
+        raise PeerLookupError(exc.errno or errno.EIO, f"sock_diag: {exc.strerror or exc}") from exc
 
 
 def query(local: tuple[str, int], peer: tuple[str, int]) -> DiagReply | None:
     """The kernel's raw answer for the client socket of ``peer`` -> ``local``, unchecked.
 
     ``lookup`` is what callers want; this shows what it refuses (a listener, an orphan).
+
+    Raises:
+        PeerLookupError: as ``lookup``.
     """
     seq = next(_seq) & 0xFFFFFFFF
     return _ask(encode_request(local, peer, seq), seq)

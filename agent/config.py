@@ -137,6 +137,8 @@ def parse_config(text: str, path: str, *, environ: Mapping[str, str] | None = No
         known = ", ".join(r.name for r in roles) or "none"
         raise ConfigError(path, "[container] role", f"names no [roles.NAME] table (known: {known}); "
                                                     "leave it out to serve [role]")
+    if container is not None and container.role is None and role is None:
+        raise ConfigError(path, "[container] role", "must name a [roles.NAME] table: there is no [role] to serve")
     control_socket = parse_control_socket(tables["agent"], environ, os.getuid() if uid is None else uid)
     return AgentConfig(path, sts, source, role, metadata, container, control_socket, roles)
 

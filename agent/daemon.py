@@ -28,13 +28,23 @@ the first credentials. Stopping (a signal or ``AgentHandle.stop()``) sends
 ``STOPPING=1``, shuts the HTTP servers down gracefully (no new connections,
 requests in progress finish), then cancels the rest; ``run_agent`` returns.
 
+Per-caller roles (``[roles.NAME]``): every rule, and ``[role]`` when present (the
+default), gets its own rotator over the one STS client and credential source, all
+started at once; the agent is ready when every one of them holds credentials. The
+metadata server then identifies each connection's caller at accept
+(``wire.peer_identity.lookup``: uid and cgroup) and serves it the rotator of the
+first rule that matches (``metadata_server.callers.select``), else the default's,
+else nothing (403). ``[container] role`` picks the container endpoint's rotator.
+Rules naming a user or unit this host lacks are logged as warnings at start and
+on reload (``agent.config_roles.rule_warnings``).
+
 SIGHUP re-reads the file with ``load_config``, in a worker thread. A bad file
 (or any failure of re-reading it) is one logged line and the running
 configuration stays. A good one is applied where it can be at run
 time — a new or re-read credential source, and ``[role]`` (used from the next
 refresh, which a new role ARN triggers at once) — and the log line names what
 needs a restart (``[sts]``, ``[metadata]``, ``[container]``, the control socket,
-``refresh_before_expiry_seconds``).
+``refresh_before_expiry_seconds``, ``[roles.NAME]`` and adding or removing ``[role]``).
 
 What may end the process: only what is wrong at start (the container token's
 directory is not private, a listen address or the control socket cannot be
@@ -58,8 +68,10 @@ from functools import partial
 import trio
 
 from agent.config import AgentConfig, load_config
+from agent.config_roles import rule_warnings
+from agent.config_types import RoleConfig
 from agent.control import serve_control
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError
 from agent.mfa_prompt import PROMPT_TIMEOUT
 from agent.rotator import FETCH_TIMEOUT, Rotator
 from agent.sdnotify import Notifier
@@ -67,6 +79,7 @@ from agent.sources import fetch_role_credentials
 from agent.sts_client import StsClient
 from agent.user_sources import MfaSession, build_source
 from metadata_server import ContainerHandler, RoleCredentials, write_token_file
+from metadata_server.callers import CallerRule, select
 from metadata_server.server import METADATA_LIMITS, imds_server
 from wire.clock import SystemClock, WallClock, iso_z
 from wire.listeners import inherited_listeners, open_tcp_listeners
@@ -90,7 +103,9 @@ class AgentHandle:
         metadata: the metadata server's bound ``"H:P"`` addresses.
         container: the container endpoint's bound addresses (empty when off).
         control_socket: the control socket's path.
-        rotator: the rotation scheduler (``status()``, ``ready``, ``refresh_now()``).
+        rotator: the rotation scheduler (``status()``, ``ready``, ``refresh_now()``)
+            of ``[role]``, or of the first ``[roles.NAME]`` without one.
+        rotators: every role's rotator: ``None`` for ``[role]``, else the rule's NAME.
     """
 
     metadata: list[str]
@@ -98,11 +113,13 @@ class AgentHandle:
     control_socket: str
     rotator: Rotator
     _stop: trio.Event = field(repr=False)
+    rotators: dict[str | None, Rotator] = field(default_factory=dict)
+    _ready: trio.Event | None = field(default=None, repr=False)
 
     @property
     def ready(self) -> trio.Event:
-        """Set once the first credentials are held."""
-        return self.rotator.ready
+        """Set once every role's first credentials are held."""
+        return self._ready if self._ready is not None else self.rotator.ready
 
     def stop(self) -> None:
         """Shut the agent down gracefully (as SIGTERM does)."""
@@ -114,7 +131,7 @@ class _Fetcher:
 
     def __init__(self, config: AgentConfig, wall_clock: WallClock, transport) -> None:
         self.role, self.wall_clock = config.role, wall_clock
-        self.served_arn = config.role.arn
+        self.served_arn = config.role.arn if config.role is not None else None
         self.client = StsClient(config.sts.endpoint_url, config.sts.region, clock=wall_clock,
                                 timeout=config.sts.timeout_seconds, transport=transport,
                                 verify=config.sts.ca_bundle or True, max_attempts=2,
@@ -137,26 +154,25 @@ class _Fetcher:
         return got.to_role_credentials(self.wall_clock.now(), role.role_name, role.account_id)
 
 
+class _RuleFetch:
+    """One ``[roles.NAME]`` role's ``fetch()``, over the agent's shared STS client and source."""
+
+    def __init__(self, shared: _Fetcher, role: RoleConfig) -> None:
+        self.shared, self.role = shared, role
+
+    async def fetch(self) -> RoleCredentials:
+        role, shared = self.role, self.shared
+        got = await fetch_role_credentials(shared.client, shared.source, role)
+        return got.to_role_credentials(shared.wall_clock.now(), role.role_name, role.account_id)
+
+
 _RESTART_ONLY = (("sts", "[sts]"), ("metadata", "[metadata]"), ("container", "[container]"),
                  ("control_socket", "[agent] control_socket"))
-
-
-def refuse_per_caller_roles(config: AgentConfig) -> None:
-    """Refuse ``[roles.NAME]`` until this daemon serves them: never give every caller ``[role]`` instead.
-
-    Raises:
-        ConfigError: the file has ``[roles.NAME]`` tables.
-    """
-    # per-caller roles: wired by the lead (a rotator per rule, select() at accept, [container] role)
-    if config.roles:
-        raise ConfigError(config.path, "[roles]", "per-caller roles are not served by this agent yet: "
-                                                  "remove the [roles.NAME] tables")
 
 
 def _read_for_reload(old: AgentConfig, fetcher: _Fetcher):
     """The re-read file and the credential source it names (file I/O: run in a worker thread)."""
     new = load_config(old.path)
-    refuse_per_caller_roles(new)
     if new.source == old.source:
         fetcher.source.reload()
         return new, fetcher.source
@@ -179,12 +195,21 @@ async def _reload(old: AgentConfig, fetcher: _Fetcher) -> AgentConfig | None:
                   type(exc).__name__, old.path)
         return None
     restart = [label for name, label in _RESTART_ONLY if getattr(new, name) != getattr(old, name)]
-    if new.role.refresh_before_expiry_seconds != old.role.refresh_before_expiry_seconds:
+    role = new.role
+    if (new.role is None) != (old.role is None):
+        restart.append("[role] (added or removed)")
+        role = old.role
+    elif role is not None and role.refresh_before_expiry_seconds != old.role.refresh_before_expiry_seconds:
         restart.append("[role] refresh_before_expiry_seconds")
-    fetcher.source, fetcher.role = source, new.role
+    if new.roles != old.roles:
+        restart.append("[roles.NAME]")
+    fetcher.source, fetcher.role = source, role
+    for warning in rule_warnings(new):
+        log.warning("%s", warning)
     log.info("reloaded %s: credential source re-read, [role] used from the next refresh%s", old.path,
              f"; needs a restart to change: {', '.join(restart)}" if restart else "")
-    return AgentConfig(old.path, old.sts, new.source, new.role, old.metadata, old.container, old.control_socket)
+    return AgentConfig(old.path, old.sts, new.source, role, old.metadata, old.container, old.control_socket,
+                       old.roles)
 
 
 def status_document(rotator: Rotator, role_arn: str | None = None, mfa: MfaSession | None = None) -> dict:
@@ -214,10 +239,18 @@ class _Agent:
         self.fetcher = _Fetcher(config, wall_clock, transport)
         # a fetch with MFA may wait for a person to answer a dialog
         fetch_timeout = FETCH_TIMEOUT + (PROMPT_TIMEOUT if config.source.mfa_serial else 0)
-        # the rotator is the holder every endpoint asks (``current()``)
-        self.rotator = Rotator(self.fetcher.fetch, wall_clock, role_arn=config.role.arn,
-                               refresh_before_expiry=config.role.refresh_before_expiry_seconds,
-                               fetch_timeout=fetch_timeout)
+        # a rotator per role is the holder the endpoints ask (``current()``): None is [role]'s
+        self.rotators: dict[str | None, Rotator] = {}
+        if config.role is not None:
+            self.rotators[None] = Rotator(self.fetcher.fetch, wall_clock, role_arn=config.role.arn,
+                                          refresh_before_expiry=config.role.refresh_before_expiry_seconds,
+                                          fetch_timeout=fetch_timeout)
+        for rule in config.roles:
+            self.rotators[rule.name] = Rotator(_RuleFetch(self.fetcher, rule.role).fetch, wall_clock,
+                                               role_arn=rule.role.arn, fetch_timeout=fetch_timeout,
+                                               refresh_before_expiry=rule.role.refresh_before_expiry_seconds)
+        self.rotator = next(iter(self.rotators.values()))
+        self.ready = trio.Event()   # every rotator holds credentials
         self.stop = trio.Event()
         self.servers: list[tuple[Server, trio.Event]] = []
 
@@ -232,12 +265,16 @@ class _Agent:
             metadata = await self._start_metadata(nursery, inherited)
             container = await self._start_container(nursery)
             control = await nursery.start(serve_control, self.config.control_socket, self._control)
-            nursery.start_soon(self.rotator.run)
+            for warning in rule_warnings(self.config):
+                log.warning("%s", warning)
+            for rotator in self.rotators.values():
+                nursery.start_soon(rotator.run)
             nursery.start_soon(self._announce_ready)
             nursery.start_soon(self.notifier.run_watchdog)
             nursery.start_soon(self._status_updates)
             self.notifier.status("fetching the first credentials")
-            task_status.started(AgentHandle(metadata, container, control, self.rotator, self.stop))
+            task_status.started(AgentHandle(metadata, container, control, self.rotator, self.stop,
+                                            dict(self.rotators), self.ready))
             await self.stop.wait()
             await self._shutdown()
             nursery.cancel_scope.cancel()
@@ -260,11 +297,24 @@ class _Agent:
     async def _start_metadata(self, nursery: trio.Nursery, inherited) -> list[str]:
         listeners = list(inherited) if inherited else await _listen(self.config.metadata.listen)
         # the shared composition (metadata_server.server.imds_server): tests and bench/imds.py serve it too
-        server = imds_server(self.config.metadata, self.rotator, self.wall_clock, shutdown_grace=SHUTDOWN_GRACE)
+        roles = self._role_selector() if self.config.roles else None
+        server = imds_server(self.config.metadata, self.rotator, self.wall_clock, shutdown_grace=SHUTDOWN_GRACE,
+                             roles=roles)
         addresses = await self._serve(nursery, server, listeners)
         for address in addresses:
             log.info("listening on http://%s%s", address, " (socket activation)" if inherited else "")
         return addresses
+
+    def _role_selector(self):
+        """``(caller, peer address) -> rotator``: the first matching rule's, else [role]'s, else None."""
+        rules = tuple(CallerRule(rule.name, rule.match) for rule in self.config.roles)
+        rotators, default = self.rotators, self.rotators.get(None)
+
+        def holder_for(caller, peer_ip):
+            rule = select(rules, caller, peer_ip or "")
+            return rotators[rule.name] if rule is not None else default
+
+        return holder_for
 
     async def _start_container(self, nursery: trio.Nursery) -> list[str]:
         config = self.config.container
@@ -275,7 +325,7 @@ class _Agent:
             log.warning("[container] has no token_file: the container endpoint is off")
             return []
         listeners = await _listen(config.listen)
-        handler = ContainerHandler(self.rotator, token, self.wall_clock, path=config.path)
+        handler = ContainerHandler(self.rotators[config.role], token, self.wall_clock, path=config.path)
         server = Server(handler, limits=METADATA_LIMITS, shutdown_grace=SHUTDOWN_GRACE)
         addresses = await self._serve(nursery, server, listeners)
         for address in addresses:
@@ -294,10 +344,14 @@ class _Agent:
     # ---- readiness, status, signals ------------------------------------------------------
 
     async def _announce_ready(self) -> None:
-        await self.rotator.ready.wait()
-        held = self.rotator.current()
-        log.info("ready role=%s access_key_id=%s expiration=%s", self.config.role.arn,
-                 held.access_key_id if held else "-", iso_z(held.expiration) if held else "-")
+        for rotator in self.rotators.values():   # prefetched: ready only once every role is held
+            await rotator.ready.wait()
+        for name, rotator in self.rotators.items():
+            held = rotator.current()
+            log.info("ready role=%s%s access_key_id=%s expiration=%s", rotator.status().role_arn,
+                     f" rule={name}" if name is not None else "", held.access_key_id if held else "-",
+                     iso_z(held.expiration) if held else "-")
+        self.ready.set()
         self.notifier.ready(self._status_line())
 
     def _status_line(self) -> str:
@@ -335,12 +389,16 @@ class _Agent:
         return {"error": f"unknown op {op!r} (known: status, refresh, credentials, mfa-code)"}
 
     def _credentials(self, request: dict) -> dict:
-        """The held role credentials, when they are of the role (and session name) asked for."""
-        role = self.config.role
-        if request.get("role_arn") not in (None, role.arn) or request.get("session_name") not in (
-                None, role.session_name):
+        """The held role credentials, when they are of a role (and session name) asked for: the first
+        of ``[role]`` and the rules that fits."""
+        roles = ([(None, self.config.role)] if self.config.role is not None else []) + [
+            (rule.name, rule.role) for rule in self.config.roles]
+        found = next(((name, role) for name, role in roles if request.get("role_arn") in (None, role.arn)
+                      and request.get("session_name") in (None, role.session_name)), None)
+        if found is None:
             return {"error": "the agent serves another role"}
-        held = self.rotator.current()
+        name, role = found
+        held = self.rotators[name].current()
         if held is None:
             return {"error": "the agent holds no credentials yet"}
         answer = {"AccessKeyId": held.access_key_id, "SecretAccessKey": held.secret_access_key,
@@ -375,15 +433,24 @@ class _Agent:
                 return
 
     def _status(self) -> dict:
-        return status_document(self.rotator, self.fetcher.served_arn, self.fetcher.mfa)
+        served = self.fetcher.served_arn if None in self.rotators else None
+        doc = status_document(self.rotator, served, self.fetcher.mfa)
+        if self.config.roles:
+            doc["roles"] = [{"name": name, **status_document(rotator, self.fetcher.served_arn if name is None else None)}
+                            for name, rotator in self.rotators.items()]
+            for entry in doc["roles"]:
+                for key in ("mfa_serial", "mfa_expiration", "mfa_waiting"):
+                    del entry[key]   # the agent's, not the role's: once, at the top
+            doc["ready"] = self.ready.is_set()
+        return doc
 
     async def _reload(self) -> None:
         old = self.config
         self.config = await _reload(old, self.fetcher) or old
-        if self.config.role.arn != old.role.arn:
+        if self.config.role is not None and self.config.role.arn != old.role.arn:
             # serve the new role at once: not from an attempt already in flight for the old one
             self.nursery.start_soon(partial(self.rotator.refresh_now, changed=True))
-        if self.config is not old and self.rotator.ready.is_set():
+        if self.config is not old and self.ready.is_set():
             self.notifier.notify("RELOADING=1")
             self.notifier.ready(self._status_line())
 
@@ -440,9 +507,7 @@ async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(
             container token file's directory is not private (``wire.private_files.UnsafeDirectory``).
         agent.control.ControlError: another agent owns the control socket.
         agent.errors.SourceError: the credential source is unusable at start.
-        agent.errors.ConfigError: the file has ``[roles.NAME]`` tables (not served yet).
     """
-    refuse_per_caller_roles(config)
     raise_open_file_limit()
     if inherited is None:
         inherited = inherited_listeners()

@@ -6,7 +6,8 @@
 ``serve`` loads the TOML (a bad file exits 1 at once with its one-line
 ``ConfigError``) and runs ``agent.daemon.run_agent`` until SIGTERM/SIGINT (exit 0).
 ``status`` asks the running agent over its control socket and prints a summary,
-or with ``--json`` the object of design.md; exit 1 with one line when no agent
+or with ``--json`` the object of design.md (plus ``roles``, one status per role,
+when the agent serves per-caller roles); exit 1 with one line when no agent
 answers.
 """
 
@@ -70,6 +71,10 @@ def format_status(status: dict) -> str:
         elif name == "mfa_waiting":
             value = "needed: run `rolecall mfa login`" if value else "not needed now"
         lines.append(f"{_LABELS[name] + ':':14}{'-' if value in (None, '') else value}")
+    for role in status.get("roles") or ():   # per-caller roles: one line each, [role] first
+        state = f"until {role.get('expiration')}" if role.get("ready") else "no credentials yet"
+        error = f"; last error: {role['last_error']}" if role.get("last_error") else ""
+        lines.append(f"{'role ' + (role.get('name') or '(default)') + ':':14}{role.get('role_arn')} {state}{error}")
     return "\n".join(lines)
 
 
@@ -83,7 +88,10 @@ def _status(args: argparse.Namespace) -> int:
     if "error" in answer:
         raise CliError(f"agent status: the agent refused: {answer['error']}")
     if args.json:
-        print(json.dumps({name: answer.get(name) for name in _FIELDS}))
+        fields = {name: answer.get(name) for name in _FIELDS}
+        if "roles" in answer:
+            fields["roles"] = answer["roles"]
+        print(json.dumps(fields))
     else:
         print(format_status(answer))
     return 0

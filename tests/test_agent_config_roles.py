@@ -323,25 +323,3 @@ def test_the_cgroup_walk_is_bounded(tmp_path, monkeypatch):
     assert not unit_known("deep.service", (), str(tmp_path))
     monkeypatch.setattr(config_roles, "_CGROUP_DEPTH", config_roles._CGROUP_DEPTH + 1)
     assert unit_known("deep.service", (), str(tmp_path))
-
-
-# ---- the daemon refuses rules until it serves them ------------------------------------------------
-
-
-async def test_the_daemon_refuses_per_caller_roles_it_does_not_serve_yet(tmp_path):
-    from agent import daemon
-
-    path = tmp_path / "agent.toml"
-    path.write_text(HEAD + DEFAULT_ROLE)
-    os.chmod(path, 0o600)
-    old = load_config(str(path), environ={})
-    path.write_text(HEAD + DEFAULT_ROLE + rule("web", '{ unit = "web.service" }'))
-    new = load_config(str(path), environ={})
-    refused = (f"{path}: [roles]: per-caller roles are not served by this agent yet: remove the [roles.NAME] "
-               "tables")
-    with pytest.raises(ConfigError) as info:
-        await daemon.run_agent(new, inherited=[], handle_signals=False)
-    assert str(info.value) == refused
-    fetcher = daemon._Fetcher(old, daemon.SystemClock(), None)
-    async with fetcher.client:
-        assert await daemon._reload(old, fetcher) is None  # a reload keeps the running config

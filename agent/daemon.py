@@ -79,7 +79,7 @@ from agent.sources import fetch_role_credentials
 from agent.sts_client import StsClient
 from agent.user_sources import MfaSession, build_source
 from metadata_server import ContainerHandler, RoleCredentials, write_token_file
-from metadata_server.callers import CallerRule, select
+from metadata_server.callers import CallerRule, holder_selector
 from metadata_server.server import METADATA_LIMITS, imds_server
 from wire.clock import SystemClock, WallClock, iso_z
 from wire.listeners import inherited_listeners, open_tcp_listeners
@@ -307,14 +307,8 @@ class _Agent:
 
     def _role_selector(self):
         """``(caller, peer address) -> rotator``: the first matching rule's, else [role]'s, else None."""
-        rules = tuple(CallerRule(rule.name, rule.match) for rule in self.config.roles)
-        rotators, default = self.rotators, self.rotators.get(None)
-
-        def holder_for(caller, peer_ip):
-            rule = select(rules, caller, peer_ip or "")
-            return rotators[rule.name] if rule is not None else default
-
-        return holder_for
+        rules = [CallerRule(rule.name, rule.match) for rule in self.config.roles]
+        return holder_selector(rules, self.rotators, self.rotators.get(None))
 
     async def _start_container(self, nursery: trio.Nursery) -> list[str]:
         config = self.config.container

@@ -17,11 +17,11 @@ Pure: no I/O, no agent imports (metadata_server must not import agent).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["CallerMatch", "CallerRule", "Identity", "matches", "select"]
+__all__ = ["CallerMatch", "CallerRule", "Identity", "holder_selector", "matches", "select"]
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -153,3 +153,22 @@ def select(rules: Sequence[CallerRule], identity: Identity | None, peer_ip: str)
         if matches(rule.match, identity, peer_ip):
             return rule
     return None
+
+
+def holder_selector(rules: Sequence[CallerRule], holders: Mapping[str, Any], default: Any = None
+                    ) -> Callable[[Identity | None, str | None], Any]:
+    """``ImdsHandler``'s ``roles``: ``(identity, peer address) -> holder``.
+
+    Args:
+        rules: the rules in file order.
+        holders: each rule's credential holder, by the rule's name.
+        default: the holder of the default ``[role]``, or None to refuse callers no rule matches.
+    """
+    rules = tuple(rules)
+
+    def holder_for(identity: Identity | None, peer_ip: str | None) -> Any:
+        rule = select(rules, identity, peer_ip or "")
+        return holders[rule.name] if rule is not None else default
+
+    return holder_for
+

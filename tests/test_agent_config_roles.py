@@ -260,14 +260,16 @@ def test_web_identity_refuses_the_keys_it_takes_from_the_token(tmp_path):
 
 @pytest.fixture
 def host(tmp_path):
-    """A unit directory with web.service and getty@.service, and a cgroup tree with a running x.scope."""
+    """A unit directory with web.service and getty@.service, and a cgroup tree with running units."""
     units = tmp_path / "units"
     units.mkdir()
     (units / "web.service").write_text("[Service]\n")
     (units / "getty@.service").write_text("[Service]\n")
     cgroups = tmp_path / "cgroup"
-    (cgroups / "user.slice" / "user-1000.slice" / "user@1000.service" / "app.slice" / "x.scope").mkdir(parents=True)
-    (cgroups / "system.slice" / "cron.service").mkdir(parents=True)
+    user = cgroups / "user.slice" / "user-1000.slice"
+    (user / "user@1000.service" / "app.slice" / "x.scope").mkdir(parents=True)
+    (user / "session-3.scope").mkdir(parents=True)
+    (cgroups / "system.slice" / "cron.service" / "worker.service").mkdir(parents=True)
     return {"unit_dirs": (str(tmp_path / "absent"), str(units)), "cgroup_root": str(cgroups)}
 
 
@@ -276,14 +278,22 @@ def host(tmp_path):
     ("getty@tty1.service", True),  # an instance of a template
     ("getty@.service", True),
     ("cron.service", True),  # running: its cgroup directory
-    ("x.scope", True),  # transient: only ever in the cgroup tree
+    ("session-3.scope", True),  # transient: only ever in the cgroup tree
     ("user@1000.service", True),
+    ("user-1000.slice", True),
+    ("x.scope", False),  # a unit of uid 1000's own manager: select never matches it
+    ("worker.service", False),  # a group cron.service made below itself
     ("db.service", False),
     ("web@a.service", False),
     ("getty@tty1.scope", False),
 ])
 def test_unit_known(host, unit, known):
     assert unit_known(unit, **host) is known
+
+
+def test_unit_known_on_a_hybrid_host(tmp_path):
+    (tmp_path / "unified" / "system.slice" / "cron.service").mkdir(parents=True)
+    assert unit_known("cron.service", (), str(tmp_path))
 
 
 def test_warnings_name_each_rule_and_what_is_missing(host):
@@ -318,7 +328,7 @@ def test_the_cgroup_walk_is_bounded(tmp_path, monkeypatch):
     """A unit deeper than the walk goes is not found, rather than the walk running without end."""
     from agent import config_roles
 
-    deep = tmp_path.joinpath(*[f"d{i}" for i in range(config_roles._CGROUP_DEPTH)], "deep.service")
+    deep = tmp_path.joinpath(*[f"d{i}.slice" for i in range(config_roles._CGROUP_DEPTH)], "deep.service")
     deep.mkdir(parents=True)
     assert not unit_known("deep.service", (), str(tmp_path))
     monkeypatch.setattr(config_roles, "_CGROUP_DEPTH", config_roles._CGROUP_DEPTH + 1)

@@ -150,6 +150,7 @@ def test_container_role_names_a_rule():
     config = parse(DEFAULT_ROLE + rule("web", '{ uid = 1 }') + '\n[container]\nrole = "web"\n')
     assert config.container.role == "web"
     assert parse(DEFAULT_ROLE + '\n[container]\nlisten = "127.0.0.1:0"\n').container.role is None
+    assert parse(rule("web", "{ uid = 1 }") + '\n[container]\nrole = "web"\n').container.role == "web"
 
 
 def test_the_real_user_lookup():
@@ -228,6 +229,9 @@ CASES = [
     (DEFAULT_ROLE + '\n[container]\nrole = "web"\n',
      "[container] role: names no [roles.NAME] table (known: none); leave it out to serve [role]"),
     (DEFAULT_ROLE + "\n[container]\nrole = 1\n", "[container] role: must be a string"),
+    (rule("web", "{ uid = 1 }") + '\n[container]\nlisten = "127.0.0.1:0"\n',
+     '[container]: needs role = "NAME" of a [roles.NAME] table when there is no [role] (the endpoint serves '
+     "one role to every token holder)"),
 ]
 
 

@@ -133,14 +133,23 @@ def parse_config(text: str, path: str, *, environ: Mapping[str, str] | None = No
                               "role is assumed from the MFA session, and STS caps such role chaining at one hour")
     metadata = parse_metadata(tables["metadata"], sts.region)
     container = parse_container(tables["container"], base_dir) if tables["container"].present else None
-    if container is not None and container.role is not None and container.role not in {r.name for r in roles}:
+    _check_container_role(path, container, role, roles)
+    control_socket = parse_control_socket(tables["agent"], environ, os.getuid() if uid is None else uid)
+    return AgentConfig(path, sts, source, role, metadata, container, control_socket, roles)
+
+
+def _check_container_role(path: str, container, role: RoleConfig | None, roles: tuple[RoleRule, ...]) -> None:
+    """The container endpoint knows callers by their token alone, so it serves one role: a rule's, or [role]."""
+    if container is None:
+        return
+    if container.role is None:
+        if role is None:
+            raise ConfigError(path, "[container]", 'needs role = "NAME" of a [roles.NAME] table when there is no '
+                                                   "[role] (the endpoint serves one role to every token holder)")
+    elif container.role not in {r.name for r in roles}:
         known = ", ".join(r.name for r in roles) or "none"
         raise ConfigError(path, "[container] role", f"names no [roles.NAME] table (known: {known}); "
                                                     "leave it out to serve [role]")
-    if container is not None and container.role is None and role is None:
-        raise ConfigError(path, "[container] role", "must name a [roles.NAME] table: there is no [role] to serve")
-    control_socket = parse_control_socket(tables["agent"], environ, os.getuid() if uid is None else uid)
-    return AgentConfig(path, sts, source, role, metadata, container, control_socket, roles)
 
 
 def _role_tables(tables: dict[str, Table], role: RoleConfig | None, roles: tuple[RoleRule, ...]):

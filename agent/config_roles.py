@@ -40,8 +40,8 @@ MAX_UID = 4294967294  # uid_t; (uid_t)-1 means "no uid"
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
              "/usr/lib/systemd/system", "/lib/systemd/system")
 CGROUP_ROOT = "/sys/fs/cgroup"
-_CGROUP_DEPTH = 8  # /user.slice/user-1000.slice/user@1000.service/app.slice/x.service is 5, +1 on cgroup v1
-_CGROUP_DIRS = 50_000  # a bound on the walk, whatever the host runs
+_CGROUP_DEPTH = 8  # slices nest by dashes (a-b-c.slice is in a-b.slice); 8 levels is plenty
+_CGROUP_DIRS = 10_000  # a bound on the walk, whatever the host runs
 
 # unit names: [man:systemd.unit] "valid unit names consist of ... ASCII letters, digits, ':', '-', '_', '.',
 # and '\'" (plus '@' for instances), at most 255 characters
@@ -149,7 +149,8 @@ def rule_warnings(config: AgentConfig, *, unit_dirs: Iterable[str] = UNIT_DIRS,
 
     A ``user`` that named no user at load (the rule matches no one until the
     agent reloads), a ``unit`` with no unit file in ``unit_dirs`` and no
-    running unit's cgroup under ``cgroup_root``, a ``peer`` network outside
+    running unit's cgroup in the slices under ``cgroup_root`` (a unit of a
+    user's manager, below ``user@UID.service``, is never matched), a ``peer`` network outside
     ``[metadata] allowed_peers`` (its callers are refused before any rule
     unless they are this host's own addresses). Reads the file system, never
     runs a command.
@@ -180,18 +181,23 @@ def _within(network, allowed) -> bool:
 
 def unit_known(unit: str, unit_dirs: Iterable[str] = UNIT_DIRS, cgroup_root: str = CGROUP_ROOT) -> bool:
     """True when a unit file provides ``unit`` (an instance ``a@b.service`` by its template
-    ``a@.service`` too), or a running unit has that cgroup directory."""
+    ``a@.service`` too), or the system manager runs it (its cgroup under the slices)."""
     names = [unit]
     prefix, at, instance = unit.partition("@")
     if at and not instance.startswith("."):
         names.append(f"{prefix}@{instance[instance.rfind('.'):]}")
     if any(os.path.lexists(os.path.join(d, n)) for d in unit_dirs for n in names):
         return True
-    return _cgroup_dir_named(cgroup_root, unit)
+    # cgroup v2 at the root; a hybrid host has the unified tree (or systemd's v1 one) below it
+    roots = [cgroup_root] + [os.path.join(cgroup_root, d) for d in ("unified", "systemd")]
+    return any(_running(root, unit) for root in roots)
 
 
-def _cgroup_dir_named(root: str, name: str) -> bool:
-    """Breadth-first, bounded in depth and count: is there a directory ``name`` under ``root``?"""
+def _running(root: str, unit: str) -> bool:
+    """Is there a group ``unit`` under ``root``, looking only through slices (as ``select`` matches)?
+
+    Breadth-first and bounded in depth and count, whatever the host runs.
+    """
     level, seen = [root], 0
     for _ in range(_CGROUP_DEPTH):
         below = []
@@ -201,13 +207,12 @@ def _cgroup_dir_named(root: str, name: str) -> bool:
             except OSError:
                 continue
             for entry in entries:
-                if not entry.is_dir(follow_symlinks=False):
-                    continue
-                if entry.name == name:
+                if entry.name == unit and entry.is_dir(follow_symlinks=False):
                     return True
-                below.append(entry.path)
-                seen += 1
-                if seen >= _CGROUP_DIRS:
-                    return False
+                if entry.name.endswith(".slice") and entry.is_dir(follow_symlinks=False):
+                    below.append(entry.path)
+                    seen += 1
+                    if seen >= _CGROUP_DIRS:
+                        return False
         level = below
     return False

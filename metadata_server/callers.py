@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["CallerMatch", "CallerRule", "Identity", "holder_selector", "matches", "select"]
+__all__ = ["CallerMatch", "CallerRule", "Identity", "holder_selector", "matches", "select", "system_units"]
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -32,7 +32,8 @@ class Identity(Protocol):
     Attributes:
         uid: the peer socket's owner.
         cgroup: its cgroup v2 path (``/system.slice/web.service``), or None when unknown.
-        unit: the innermost ``.service``/``.scope`` component of ``cgroup``, or None.
+        unit: the innermost ``.service``/``.scope`` component of ``cgroup``, or
+            None; not used by ``select`` (see ``system_units``).
     """
 
     @property
@@ -50,9 +51,12 @@ class CallerMatch:
     """The ``match = { ... }`` of one ``[roles.NAME]``: every field given must hold.
 
     Args:
-        unit: ``web.service``: the caller's unit, or any component of its
-            cgroup path (so ``user@1000.service`` matches
-            ``/user.slice/user-1000.slice/user@1000.service/app.slice/x.service``).
+        unit: ``web.service``: the system unit the caller runs in, or a
+            slice above it (``system_units``): ``user@1000.service`` matches
+            ``/user.slice/user-1000.slice/user@1000.service/app.slice/x.service``,
+            ``x.service`` does not (uid 1000 names its own sub-groups: match
+            those by ``cgroup``, which then means "any process uid 1000 moves
+            there").
         uid: the socket owner's uid (also what ``user`` resolved to at load).
         user: the user name as written, kept for messages; when it named no
             user at load, ``uid`` is None and the rule matches no one.
@@ -100,8 +104,30 @@ def _in_cgroup(path: str | None, top: str) -> bool:
     return top == "/" and path.startswith("/") or path == top or path.startswith(top + "/")
 
 
+def system_units(cgroup: str) -> tuple[str, ...]:
+    """The units the system manager (PID 1) put a cgroup in: its slices and its first service or scope.
+
+    Below the first ``.service``/``.scope`` the tree is that unit's own when
+    it has ``Delegate=yes``, and ``user@.service`` always has: uid 1000 may
+    create ``.../user@1000.service/web.service`` and move itself there. So
+    names below it prove nothing about who the caller is, and are not matched
+    (``identity.unit``, the innermost such name, is not trusted for the same
+    reason). [man:systemd.resource-control Delegate=]
+    """
+    units = []
+    for part in cgroup.split("/"):
+        if part.endswith(".slice"):
+            units.append(part)
+        elif part.endswith((".service", ".scope")):
+            units.append(part)
+            break
+        elif part:
+            break  # not a unit: a group PID 1 did not make (or the root's own)
+    return tuple(units)
+
+
 def _has_unit(identity: Identity, unit: str) -> bool:
-    return identity.unit == unit or (identity.cgroup is not None and unit in identity.cgroup.split("/"))
+    return identity.cgroup is not None and unit in system_units(identity.cgroup)
 
 
 def _peer_in(peer_ip: str, network: IpNetwork) -> bool:

@@ -150,6 +150,7 @@ def test_container_role_names_a_rule():
     config = parse(DEFAULT_ROLE + rule("web", '{ uid = 1 }') + '\n[container]\nrole = "web"\n')
     assert config.container.role == "web"
     assert parse(DEFAULT_ROLE + '\n[container]\nlisten = "127.0.0.1:0"\n').container.role is None
+    assert parse(rule("web", "{ uid = 1 }") + '\n[container]\nrole = "web"\n').container.role == "web"
 
 
 def test_the_real_user_lookup():
@@ -228,6 +229,9 @@ CASES = [
     (DEFAULT_ROLE + '\n[container]\nrole = "web"\n',
      "[container] role: names no [roles.NAME] table (known: none); leave it out to serve [role]"),
     (DEFAULT_ROLE + "\n[container]\nrole = 1\n", "[container] role: must be a string"),
+    (rule("web", "{ uid = 1 }") + '\n[container]\nlisten = "127.0.0.1:0"\n',
+     '[container]: needs role = "NAME" of a [roles.NAME] table when there is no [role] (the endpoint serves '
+     "one role to every token holder)"),
 ]
 
 
@@ -260,14 +264,16 @@ def test_web_identity_refuses_the_keys_it_takes_from_the_token(tmp_path):
 
 @pytest.fixture
 def host(tmp_path):
-    """A unit directory with web.service and getty@.service, and a cgroup tree with a running x.scope."""
+    """A unit directory with web.service and getty@.service, and a cgroup tree with running units."""
     units = tmp_path / "units"
     units.mkdir()
     (units / "web.service").write_text("[Service]\n")
     (units / "getty@.service").write_text("[Service]\n")
     cgroups = tmp_path / "cgroup"
-    (cgroups / "user.slice" / "user-1000.slice" / "user@1000.service" / "app.slice" / "x.scope").mkdir(parents=True)
-    (cgroups / "system.slice" / "cron.service").mkdir(parents=True)
+    user = cgroups / "user.slice" / "user-1000.slice"
+    (user / "user@1000.service" / "app.slice" / "x.scope").mkdir(parents=True)
+    (user / "session-3.scope").mkdir(parents=True)
+    (cgroups / "system.slice" / "cron.service" / "worker.service").mkdir(parents=True)
     return {"unit_dirs": (str(tmp_path / "absent"), str(units)), "cgroup_root": str(cgroups)}
 
 
@@ -276,14 +282,22 @@ def host(tmp_path):
     ("getty@tty1.service", True),  # an instance of a template
     ("getty@.service", True),
     ("cron.service", True),  # running: its cgroup directory
-    ("x.scope", True),  # transient: only ever in the cgroup tree
+    ("session-3.scope", True),  # transient: only ever in the cgroup tree
     ("user@1000.service", True),
+    ("user-1000.slice", True),
+    ("x.scope", False),  # a unit of uid 1000's own manager: select never matches it
+    ("worker.service", False),  # a group cron.service made below itself
     ("db.service", False),
     ("web@a.service", False),
     ("getty@tty1.scope", False),
 ])
 def test_unit_known(host, unit, known):
     assert unit_known(unit, **host) is known
+
+
+def test_unit_known_on_a_hybrid_host(tmp_path):
+    (tmp_path / "unified" / "system.slice" / "cron.service").mkdir(parents=True)
+    assert unit_known("cron.service", (), str(tmp_path))
 
 
 def test_warnings_name_each_rule_and_what_is_missing(host):
@@ -318,7 +332,7 @@ def test_the_cgroup_walk_is_bounded(tmp_path, monkeypatch):
     """A unit deeper than the walk goes is not found, rather than the walk running without end."""
     from agent import config_roles
 
-    deep = tmp_path.joinpath(*[f"d{i}" for i in range(config_roles._CGROUP_DEPTH)], "deep.service")
+    deep = tmp_path.joinpath(*[f"d{i}.slice" for i in range(config_roles._CGROUP_DEPTH)], "deep.service")
     deep.mkdir(parents=True)
     assert not unit_known("deep.service", (), str(tmp_path))
     monkeypatch.setattr(config_roles, "_CGROUP_DEPTH", config_roles._CGROUP_DEPTH + 1)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from metadata_server.callers import CallerMatch, CallerRule, matches, select
+from metadata_server.callers import CallerMatch, CallerRule, matches, select, system_units
 
 WEB_CGROUP = "/system.slice/web.service"
 USER_APP = "/user.slice/user-1000.slice/user@1000.service/app.slice/x.service"
@@ -23,22 +23,30 @@ class Peer:
 
 
 WEB = Peer(33, WEB_CGROUP, "web.service")
+# uid 1000 made a group named web.service in its own delegated tree and moved itself there
+SPOOF = Peer(1000, "/user.slice/user-1000.slice/user@1000.service/app.slice/web.service", "web.service")
 APP = Peer(1000, USER_APP, "x.service")
 NO_CGROUP = Peer(33)
 net = ipaddress.ip_network
 
 
 @pytest.mark.parametrize("match, identity, peer_ip, expected", [
-    # unit: the caller's own unit, or any component of its cgroup path
+    # unit: the system unit the caller runs in, or a slice above it
     (CallerMatch(unit="web.service"), WEB, "127.0.0.1", True),
+    (CallerMatch(unit="system.slice"), WEB, "127.0.0.1", True),
     (CallerMatch(unit="db.service"), WEB, "127.0.0.1", False),
     (CallerMatch(unit="user@1000.service"), APP, "127.0.0.1", True),
-    (CallerMatch(unit="app.slice"), APP, "127.0.0.1", True),
-    (CallerMatch(unit="x.service"), APP, "127.0.0.1", True),
+    (CallerMatch(unit="user-1000.slice"), APP, "127.0.0.1", True),
     (CallerMatch(unit="user@1001.service"), APP, "127.0.0.1", False),
     (CallerMatch(unit="web"), WEB, "127.0.0.1", False),  # a whole component, not a prefix
     (CallerMatch(unit="web.service"), NO_CGROUP, "127.0.0.1", False),
-    (CallerMatch(unit="web.service"), Peer(33, None, "web.service"), "127.0.0.1", True),
+    # ... never a name below it: user@.service has Delegate=yes, so uid 1000 names those groups itself
+    (CallerMatch(unit="x.service"), APP, "127.0.0.1", False),
+    (CallerMatch(unit="app.slice"), APP, "127.0.0.1", False),
+    (CallerMatch(unit="web.service"), SPOOF, "127.0.0.1", False),
+    (CallerMatch(unit="web.service"), Peer(33, None, "web.service"), "127.0.0.1", False),  # unit alone: untrusted
+    (CallerMatch(unit="web.service"), Peer(0, "/system.slice/docker.service/web.service", "web.service"),
+     "127.0.0.1", False),
     # uid, and user as resolved at load
     (CallerMatch(uid=33), WEB, "127.0.0.1", True),
     (CallerMatch(uid=0), WEB, "127.0.0.1", False),
@@ -101,6 +109,20 @@ RULES = (
 def test_select_first_rule_in_file_order(identity, peer_ip, expected):
     rule = select(RULES, identity, peer_ip)
     assert (rule.name if rule else None) == expected
+
+
+@pytest.mark.parametrize("cgroup, units", [
+    ("/system.slice/web.service", ("system.slice", "web.service")),
+    ("/system.slice/web.service/worker", ("system.slice", "web.service")),
+    (USER_APP, ("user.slice", "user-1000.slice", "user@1000.service")),
+    ("/user.slice/user-1000.slice/session-3.scope", ("user.slice", "user-1000.slice", "session-3.scope")),
+    ("/machine.slice/machine-c1.scope/payload/system.slice/web.service", ("machine.slice", "machine-c1.scope")),
+    ("/init.scope", ("init.scope",)),
+    ("/", ()),
+    ("/docker/abc/web.service", ()),  # a group PID 1 did not make: nothing below it counts
+])
+def test_system_units(cgroup, units):
+    assert system_units(cgroup) == units
 
 
 def test_select_with_no_rules():

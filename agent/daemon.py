@@ -71,7 +71,7 @@ from agent.config import AgentConfig, load_config
 from agent.config_roles import rule_warnings
 from agent.config_types import RoleConfig
 from agent.control import serve_control
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from agent.mfa_prompt import PROMPT_TIMEOUT
 from agent.rotator import FETCH_TIMEOUT, Rotator
 from agent.sdnotify import Notifier
@@ -83,6 +83,7 @@ from metadata_server.callers import CallerRule, holder_selector
 from metadata_server.server import METADATA_LIMITS, imds_server
 from wire.clock import SystemClock, WallClock, iso_z
 from wire.listeners import inherited_listeners, open_tcp_listeners
+from wire.peer_identity import all_uids_visible, self_check
 from wire.private_files import private_dir
 from wire.serve import Server
 
@@ -481,6 +482,28 @@ async def _listen(addresses) -> list[trio.SocketListener]:
         raise OSError(exc.errno, f"cannot listen on {', '.join(addresses)}: {exc.strerror or exc}") from None
 
 
+def check_caller_identification(config: AgentConfig, uid_map: str = "/proc/self/uid_map") -> str | None:
+    """Before serving per-caller roles: refuse uid rules the kernel cannot answer truthfully here,
+    and say (a warning line, returned) when callers cannot be identified at all.
+
+    Raises:
+        ConfigError: ``uid``/``user`` rules in a user namespace that hides other users' uids
+            (they would all read 65534, and a rule for that uid would match every one of them).
+    """
+    if not config.roles:
+        return None
+    if any(rule.match.uid is not None or rule.match.user is not None for rule in config.roles) \
+            and not all_uids_visible(uid_map):
+        raise ConfigError(config.path, "[roles]", "uid and user rules need the real uids, but this agent runs in a "
+                          "user namespace that hides them (systemd PrivateUsers=yes): set PrivateUsers=no "
+                          "(systemctl edit rolecall-agent), or match on unit or cgroup")
+    problem = self_check()
+    if problem is None:
+        return None
+    return (f"per-caller roles: callers cannot be identified here: {problem}; every caller gets the default "
+            "[role] (or 403 without one)")
+
+
 async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(), transport=None,
                     inherited: list[trio.abc.Listener] | None = None, notifier: Notifier | None = None,
                     handle_signals: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -501,7 +524,11 @@ async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(
             container token file's directory is not private (``wire.private_files.UnsafeDirectory``).
         agent.control.ControlError: another agent owns the control socket.
         agent.errors.SourceError: the credential source is unusable at start.
+        agent.errors.ConfigError: uid rules where the kernel hides other users' uids.
     """
+    warning = check_caller_identification(config)
+    if warning:
+        log.error("%s", warning)
     raise_open_file_limit()
     if inherited is None:
         inherited = inherited_listeners()

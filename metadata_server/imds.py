@@ -171,6 +171,9 @@ class ImdsHandler:
         self._config = config
         self._holder = holder
         self._roles = roles
+        # per-caller answers are a function of (caller, peer address), fixed for a connection:
+        # (holder, token binding) cached so a keep-alive request pays one dict lookup
+        self._callers: dict[tuple[Any, str | None], tuple[CredentialHolder | None, bytes]] = {}
         self._clock = wall_clock
         self._tokens = TokenSealer(monotonic or _trio_clock())
         self._peers = peers or PeerPolicy(config.allowed_peers)
@@ -257,7 +260,7 @@ class ImdsHandler:
             if self._required:
                 return UNAUTHORIZED
             return self._route(path, req)
-        remaining = self._tokens.remaining(token, caller_binding(req.caller) if self._roles else b"")
+        remaining = self._tokens.remaining(token, self._caller(req)[1] if self._roles else b"")
         if remaining is None:
             return UNAUTHORIZED
         answer = self._route(path, req)
@@ -269,7 +272,7 @@ class ImdsHandler:
             ttl = parse_ttl(req.header_values(TTL_HEADER))
             if ttl is None:
                 return BAD_REQUEST
-            body = self._tokens.issue(ttl, caller_binding(req.caller) if self._roles else b"").encode("ascii")
+            body = self._tokens.issue(ttl, self._caller(req)[1] if self._roles else b"").encode("ascii")
             return HttpResponse(200, (_TEXT, (_TTL_OUT, str(ttl))), body, ip_ttl=self._config.hop_limit)
         if req.method == "OPTIONS":
             return TOKEN_OPTIONS
@@ -289,13 +292,22 @@ class ImdsHandler:
         return NOT_FOUND
 
     def _holder_for(self, req: HttpRequest) -> CredentialHolder | None:
-        if self._roles is None:
-            return self._holder
-        try:
-            return self._roles(req.caller, req.peer[0] if req.peer else None)
-        except Exception as exc:  # a broken selector serves nobody, never someone else's role
-            log.error("role selection failed: %s", type(exc).__name__)
-            return None
+        return self._holder if self._roles is None else self._caller(req)[0]
+
+    def _caller(self, req: HttpRequest) -> tuple[CredentialHolder | None, bytes]:
+        """(the caller's holder, its token binding), from the cache or the selector."""
+        key = (req.caller, req.peer[0] if req.peer else None)
+        found = self._callers.get(key)
+        if found is None:
+            try:
+                holder = self._roles(*key)
+            except Exception as exc:  # a broken selector serves nobody, never someone else's role
+                log.error("role selection failed: %s", type(exc).__name__)
+                return None, caller_binding(req.caller)
+            if len(self._callers) >= 4096:
+                self._callers.clear()
+            found = self._callers[key] = (holder, caller_binding(req.caller))
+        return found
 
     def _current(self, holder: CredentialHolder | None) -> RoleCredentials | None:
         if holder is None:

@@ -337,3 +337,23 @@ def test_the_cgroup_walk_is_bounded(tmp_path, monkeypatch):
     assert not unit_known("deep.service", (), str(tmp_path))
     monkeypatch.setattr(config_roles, "_CGROUP_DEPTH", config_roles._CGROUP_DEPTH + 1)
     assert unit_known("deep.service", (), str(tmp_path))
+
+
+# ---- the daemon's checks before it serves rules ------------------------------------------------
+
+
+def test_uid_rules_are_refused_where_a_user_namespace_hides_uids(tmp_path):
+    from agent.daemon import check_caller_identification
+
+    full, partial = tmp_path / "full", tmp_path / "partial"
+    full.write_text("         0          0 4294967295\n")
+    partial.write_text("         0          0          1\n       990        990          1\n")  # PrivateUsers=yes
+    by_uid = parse_config(HEAD + DEFAULT_ROLE + rule("web", "{ uid = 1001 }"), PATH, environ={})
+    by_unit = parse_config(HEAD + DEFAULT_ROLE + rule("web", '{ unit = "web.service" }'), PATH, environ={})
+    with pytest.raises(ConfigError) as info:
+        check_caller_identification(by_uid, str(partial))
+    assert str(info.value) == (f"{PATH}: [roles]: uid and user rules need the real uids, but this agent runs in a "
+                               "user namespace that hides them (systemd PrivateUsers=yes): set PrivateUsers=no "
+                               "(systemctl edit rolecall-agent), or match on unit or cgroup")
+    assert check_caller_identification(by_unit, str(partial)) is None     # cgroups are not namespaced by uid
+    assert check_caller_identification(by_uid, str(full)) is None         # and sock_diag works here

@@ -341,3 +341,34 @@ def lookup(local: tuple[str, int], peer: tuple[str, int], *, paths: CgroupPaths 
         return None
     cgroup = None if reply.cgroup_id is None else (paths or _default_paths).path(reply.cgroup_id)
     return PeerIdentity(reply.uid, reply.cgroup_id, cgroup)
+
+
+def self_check() -> str | None:
+    """Why callers cannot be identified here, or None when they can: one loopback connection of
+    our own, looked up as a server would (run once at start, so a sandbox that forbids netlink
+    is one clear log line instead of every caller silently unidentified)."""
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as server, \
+                socket.create_connection(server.getsockname()[:2], timeout=2) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                found = lookup(accepted.getsockname()[:2], accepted.getpeername()[:2])
+            mine = client.getsockname()[:2]
+    except OSError as exc:
+        return f"the kernel's socket diagnostics are not available ({exc.strerror or exc})"
+    if found is None:
+        return f"the kernel did not report the owner of our own test connection from {mine[0]}:{mine[1]}"
+    return None
+
+
+def all_uids_visible(uid_map: str = "/proc/self/uid_map") -> bool:
+    """True unless this process runs in a user namespace that maps only some uids (systemd's
+    ``PrivateUsers=yes``): there the kernel reports every unmapped owner as the overflow uid
+    65534, so uids can tell no two other users apart."""
+    try:
+        with open(uid_map, encoding="ascii") as f:
+            ranges = [line.split() for line in f if line.strip()]
+    except OSError:
+        return True   # no /proc: nothing says uids are hidden
+    return any(r == ["0", "0", "4294967295"] for r in ranges)
+

@@ -82,7 +82,7 @@ from metadata_server import ContainerHandler, RoleCredentials, write_token_file
 from metadata_server.callers import CallerRule, holder_selector
 from metadata_server.server import METADATA_LIMITS, imds_server
 from wire.clock import SystemClock, WallClock, iso_z
-from wire.listeners import inherited_listeners, open_tcp_listeners
+from wire.listeners import inherited_listeners_by_name, open_tcp_listeners
 from wire.peer_identity import all_uids_visible, self_check
 from wire.private_files import private_dir
 from wire.serve import Server
@@ -235,8 +235,10 @@ def status_document(rotator: Rotator, role_arn: str | None = None, mfa: MfaSessi
 class _Agent:
     """The running daemon's state; ``run`` is the root nursery."""
 
-    def __init__(self, config: AgentConfig, wall_clock: WallClock, transport, notifier: Notifier) -> None:
+    def __init__(self, config: AgentConfig, wall_clock: WallClock, transport, notifier: Notifier,
+                 inherited_container: list[trio.abc.Listener] = ()) -> None:
         self.config, self.wall_clock, self.notifier = config, wall_clock, notifier
+        self.inherited_container = list(inherited_container)   # systemd's "container" sockets
         self.fetcher = _Fetcher(config, wall_clock, transport)
         # a fetch with MFA may wait for a person to answer a dialog
         fetch_timeout = FETCH_TIMEOUT + (PROMPT_TIMEOUT if config.source.mfa_serial else 0)
@@ -314,17 +316,22 @@ class _Agent:
     async def _start_container(self, nursery: trio.Nursery) -> list[str]:
         config = self.config.container
         if config is None:
+            if self.inherited_container:
+                log.warning("systemd passed the container endpoint's sockets, but the configuration has no "
+                            "[container]: they stay unused")
             return []
         token = write_token_file(config.token_file) if config.token_file else None
         if token is None:
             log.warning("[container] has no token_file: the container endpoint is off")
             return []
-        listeners = await _listen(config.listen)
+        inherited = self.inherited_container
+        listeners = list(inherited) if inherited else await _listen(config.listen)
         handler = ContainerHandler(self.rotators[config.role], token, self.wall_clock, path=config.path)
         server = Server(handler, limits=METADATA_LIMITS, shutdown_grace=SHUTDOWN_GRACE)
         addresses = await self._serve(nursery, server, listeners)
         for address in addresses:
-            log.info("container endpoint on http://%s%s (token in %s)", address, config.path, config.token_file)
+            log.info("container endpoint on http://%s%s (token in %s)%s", address, config.path, config.token_file,
+                     " (socket activation)" if inherited else "")
         return addresses
 
     async def _shutdown(self) -> None:
@@ -506,7 +513,8 @@ def check_caller_identification(config: AgentConfig, uid_map: str = "/proc/self/
 
 async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(), transport=None,
                     inherited: list[trio.abc.Listener] | None = None, notifier: Notifier | None = None,
-                    handle_signals: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
+                    handle_signals: bool = True, inherited_container: list[trio.abc.Listener] | None = None,
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run the host agent until SIGTERM/SIGINT (or ``AgentHandle.stop()``).
 
     Args:
@@ -514,7 +522,11 @@ async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(
         wall_clock: decides expiry and dates signatures.
         transport: an httpx transport for STS (tests); real HTTP by default.
         inherited: listeners for the metadata server; default the sockets
-            systemd passed (``LISTEN_FDS``), else ``[metadata] listen`` is bound.
+            systemd passed (``LISTEN_FDS``) but those named ``container``, else
+            ``[metadata] listen`` is bound.
+        inherited_container: listeners for the container endpoint instead of
+            ``[container] listen``; default the sockets systemd passed named
+            ``container`` (rolecall-container.socket: 169.254.170.23:80).
         notifier: sd_notify; default from ``$NOTIFY_SOCKET``.
         handle_signals: watch SIGTERM/SIGINT/SIGHUP (main thread only).
         task_status: receives an ``AgentHandle`` once the listeners are bound.
@@ -531,6 +543,8 @@ async def run_agent(config: AgentConfig, *, wall_clock: WallClock = SystemClock(
         log.error("%s", warning)
     raise_open_file_limit()
     if inherited is None:
-        inherited = inherited_listeners()
-    agent = _Agent(config, wall_clock, transport, notifier or Notifier())
+        by_name = inherited_listeners_by_name()
+        inherited_container = by_name.pop("container", [])   # rolecall-container.socket's
+        inherited = [listener for listeners in by_name.values() for listener in listeners]
+    agent = _Agent(config, wall_clock, transport, notifier or Notifier(), inherited_container or [])
     await agent.run(inherited, handle_signals, task_status)

@@ -49,7 +49,7 @@ from cli.errors import CliError
 __all__ = ["ENABLE_UNITS", "SYSTEM_UNITS", "SYSUSERS", "USER_UNITS", "register", "render", "template_dir"]
 
 SYSTEM_UNITS = ("rolecall-agent.service", "rolecall-agent.socket", "rolecall-link-local.service",
-                "rolecall-backend.service")
+                "rolecall-backend.service", "rolecall-container.socket")
 USER_UNITS = ("rolecall-agent.service", "rolecall-agent.socket", "rolecall-backend.service")
 # The sysusers.d snippet for the agent's static user and group (system units only).
 SYSUSERS = "rolecall.conf"

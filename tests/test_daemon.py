@@ -515,6 +515,48 @@ async def test_agent_serve_takes_systemd_socket_activation(live_backend, short_d
             process.kill()
 
 
+_ACTIVATE_NAMED = ("import os, sys; fds = [int(f) for f in sys.argv[1].split(',')]; "
+                   "[os.dup2(fd, 3 + i) for i, fd in enumerate(fds)]; "
+                   "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=sys.argv[2]); "
+                   "os.execv(sys.executable, [sys.executable, '-c', 'import sys; from cli.main import main; "
+                   "sys.exit(main())', *sys.argv[3:]])")
+
+
+async def test_socket_activation_hands_the_container_socket_to_the_container_endpoint(live_backend, short_dir):
+    """rolecall-container.socket names its fd "container": the container endpoint serves on it, IMDS on the rest."""
+    socks = []
+    for _ in range(2):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        socks.append(sock)
+    imds_port, container_port = (s.getsockname()[1] for s in socks)
+    token_file = short_dir / "token"
+    extra = f'\n[container]\nlisten = ["127.0.0.1:9"]\ntoken_file = "{token_file}"\n'
+    path = agent_config(short_dir, live_backend.url, live_backend.account, listen="127.0.0.1:9", extra=extra)
+    fds = ",".join(str(s.fileno()) for s in socks)
+    process = await trio.lowlevel.open_process(
+        [os.sys.executable, "-c", _ACTIVATE_NAMED, fds, "rolecall-agent.socket:container", "agent", "serve",
+         "--config", str(path)], stderr=subprocess.PIPE, env=child_env(), pass_fds=[s.fileno() for s in socks])
+    for sock in socks:
+        sock.close()
+    log = Lines(process.stderr)
+    try:
+        line = await log.until(lambda line: "container endpoint on" in line)
+        assert f"http://127.0.0.1:{container_port}/v1/credentials" in line and "(socket activation)" in line
+        await log.until(lambda line: " ready " in line)
+        assert (await imds_credentials(f"127.0.0.1:{imds_port}"))[0] == 200
+        status, _, body = await http_request(f"127.0.0.1:{container_port}", "GET", "/v1/credentials",
+                                             [("Authorization", token_file.read_text())])
+        assert status == 200 and json.loads(body)["AccessKeyId"].startswith("ASIA")
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

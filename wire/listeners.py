@@ -20,6 +20,7 @@ import trio
 __all__ = [
     "format_address",
     "inherited_listeners",
+    "inherited_listeners_by_name",
     "is_loopback_host",
     "listen_fds",
     "open_tcp_listeners",
@@ -146,6 +147,18 @@ def inherited_listeners(
             listener.socket.close()
         raise
     return listeners
+
+
+def inherited_listeners_by_name(
+    environ: MutableMapping[str, str] | Mapping[str, str] = os.environ, pid: int | None = None
+) -> dict[str, list[trio.SocketListener]]:
+    """``inherited_listeners``, grouped by the name systemd gave each fd (``FileDescriptorName=``
+    of its socket unit; ``"unknown"`` without ``LISTEN_FDNAMES``)."""
+    names = [name for _fd, name in listen_fds(dict(environ), os.getpid() if pid is None else pid)]
+    grouped: dict[str, list[trio.SocketListener]] = {}
+    for name, listener in zip(names, inherited_listeners(environ, pid), strict=True):
+        grouped.setdefault(name, []).append(listener)
+    return grouped
 
 
 def _adopt(fd: int) -> trio.SocketListener:

@@ -138,8 +138,8 @@ def test_exported_names():
     }  # fmt: skip
     assert set(wire_serve.__all__) == {"ErrorRenderer", "Server", "accept_retrying", "serve"}
     assert set(wire_listeners.__all__) == {
-        "format_address", "inherited_listeners", "is_loopback_host", "listen_fds", "open_tcp_listeners",
-        "parse_address",
+        "format_address", "inherited_listeners", "inherited_listeners_by_name", "is_loopback_host", "listen_fds",
+        "open_tcp_listeners", "parse_address",
     }  # fmt: skip
 
 

@@ -485,10 +485,29 @@ async def test_agent_status_without_an_agent_exits_1_with_one_line(tmp_path):
     assert "no agent answers" in result.stderr.decode()
 
 
-_ACTIVATE = ("import os, sys; os.dup2(int(sys.argv[1]), 3); "
-             "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='imds'); "
-             "os.execv(sys.executable, [sys.executable, '-c', 'import sys; from cli.main import main; "
-             "sys.exit(main())', *sys.argv[2:]])")
+_ACTIVATE = ("import os, sys; fds = [int(f) for f in sys.argv[1].split(',')]; "
+                   "[os.dup2(fd, 3 + i) for i, fd in enumerate(fds)]; "
+                   "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=sys.argv[2]); "
+                   "os.execv(sys.executable, [sys.executable, '-c', 'import sys; from cli.main import main; "
+                   "sys.exit(main())', *sys.argv[3:]])")
+
+
+async def _activated(fds_and_names: list[tuple[socket.socket, str]], *args: str):
+    """``rolecall ARGS`` as systemd starts a socket-activated service: the sockets at fd 3..., LISTEN_FDNAMES."""
+    fds = ",".join(str(sock.fileno()) for sock, _ in fds_and_names)
+    names = ":".join(name for _, name in fds_and_names)
+    process = await trio.lowlevel.open_process([os.sys.executable, "-c", _ACTIVATE, fds, names, *args],
+                                               stderr=subprocess.PIPE, env=child_env(),
+                                               pass_fds=[sock.fileno() for sock, _ in fds_and_names])
+    for sock, _ in fds_and_names:
+        sock.close()  # the child holds them now
+    return process
+
+
+async def _stopped_by_sigterm(process) -> None:
+    process.send_signal(signal.SIGTERM)
+    with trio.fail_after(10):
+        assert await process.wait() == 0
 
 
 async def test_agent_serve_takes_systemd_socket_activation(live_backend, short_dir):
@@ -497,29 +516,17 @@ async def test_agent_serve_takes_systemd_socket_activation(live_backend, short_d
     sock.listen(16)
     port = sock.getsockname()[1]
     path = agent_config(short_dir, live_backend.url, live_backend.account, listen="127.0.0.1:9")
-    process = await trio.lowlevel.open_process(
-        [os.sys.executable, "-c", _ACTIVATE, str(sock.fileno()), "agent", "serve", "--config", str(path)],
-        stderr=subprocess.PIPE, env=child_env(), pass_fds=(sock.fileno(),))
-    sock.close()  # the child holds it now
+    process = await _activated([(sock, "rolecall-agent.socket")], "agent", "serve", "--config", str(path))
     log = Lines(process.stderr)
     try:
         line = await log.until(lambda line: "listening on" in line)
         assert f"listening on http://127.0.0.1:{port} (socket activation)" in line
         await log.until(lambda line: " ready " in line)
         assert (await imds_credentials(f"127.0.0.1:{port}"))[0] == 200
-        process.send_signal(signal.SIGTERM)
-        with trio.fail_after(10):
-            assert await process.wait() == 0
+        await _stopped_by_sigterm(process)
     finally:
         if process.returncode is None:
             process.kill()
-
-
-_ACTIVATE_NAMED = ("import os, sys; fds = [int(f) for f in sys.argv[1].split(',')]; "
-                   "[os.dup2(fd, 3 + i) for i, fd in enumerate(fds)]; "
-                   "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=sys.argv[2]); "
-                   "os.execv(sys.executable, [sys.executable, '-c', 'import sys; from cli.main import main; "
-                   "sys.exit(main())', *sys.argv[3:]])")
 
 
 async def test_socket_activation_hands_the_container_socket_to_the_container_endpoint(live_backend, short_dir):
@@ -534,12 +541,8 @@ async def test_socket_activation_hands_the_container_socket_to_the_container_end
     token_file = short_dir / "token"
     extra = f'\n[container]\nlisten = ["127.0.0.1:9"]\ntoken_file = "{token_file}"\n'
     path = agent_config(short_dir, live_backend.url, live_backend.account, listen="127.0.0.1:9", extra=extra)
-    fds = ",".join(str(s.fileno()) for s in socks)
-    process = await trio.lowlevel.open_process(
-        [os.sys.executable, "-c", _ACTIVATE_NAMED, fds, "rolecall-agent.socket:container", "agent", "serve",
-         "--config", str(path)], stderr=subprocess.PIPE, env=child_env(), pass_fds=[s.fileno() for s in socks])
-    for sock in socks:
-        sock.close()
+    process = await _activated([(socks[0], "rolecall-agent.socket"), (socks[1], "container")],
+                               "agent", "serve", "--config", str(path))
     log = Lines(process.stderr)
     try:
         line = await log.until(lambda line: "container endpoint on" in line)
@@ -549,9 +552,7 @@ async def test_socket_activation_hands_the_container_socket_to_the_container_end
         status, _, body = await http_request(f"127.0.0.1:{container_port}", "GET", "/v1/credentials",
                                              [("Authorization", token_file.read_text())])
         assert status == 200 and json.loads(body)["AccessKeyId"].startswith("ASIA")
-        process.send_signal(signal.SIGTERM)
-        with trio.fail_after(10):
-            assert await process.wait() == 0
+        await _stopped_by_sigterm(process)
     finally:
         if process.returncode is None:
             process.kill()

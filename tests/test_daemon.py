@@ -486,10 +486,10 @@ async def test_agent_status_without_an_agent_exits_1_with_one_line(tmp_path):
 
 
 _ACTIVATE = ("import os, sys; fds = [int(f) for f in sys.argv[1].split(',')]; "
-                   "[os.dup2(fd, 3 + i) for i, fd in enumerate(fds)]; "
-                   "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=sys.argv[2]); "
-                   "os.execv(sys.executable, [sys.executable, '-c', 'import sys; from cli.main import main; "
-                   "sys.exit(main())', *sys.argv[3:]])")
+             "[os.dup2(fd, 3 + i) for i, fd in enumerate(fds)]; "
+             "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=sys.argv[2]); "
+             "os.execv(sys.executable, [sys.executable, '-c', 'import sys; from cli.main import main; "
+             "sys.exit(main())', *sys.argv[3:]])")
 
 
 async def _activated(fds_and_names: list[tuple[socket.socket, str]], *args: str):

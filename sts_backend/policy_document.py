@@ -313,9 +313,9 @@ def _check_elements(st: dict, kind: PolicyKind) -> None:
             raise MalformedPolicyDocument(NO_RESOURCES)
         return
     if kind is PolicyKind.TRUST:
-        for field in ("Resource", "NotResource", "NotPrincipal"):
-            if field in st:
-                raise MalformedPolicyDocument(PROHIBITED_FIELD.format(field))
+        for name in ("Resource", "NotResource", "NotPrincipal"):
+            if name in st:
+                raise MalformedPolicyDocument(PROHIBITED_FIELD.format(name))
         if not st.get("Principal") or not any(_as_list(v) for v in _principal_items(st["Principal"])):
             raise MalformedPolicyDocument(NO_PRINCIPALS)
         return
@@ -325,9 +325,9 @@ def _check_elements(st: dict, kind: PolicyKind) -> None:
         raise MalformedPolicyDocument(NO_RESOURCES)
 
 
-def _present(st: dict, field: str, not_field: str) -> bool:
+def _present(st: dict, name: str, not_name: str) -> bool:
     """The element is there and, when a list, not empty (moto's rule)."""
-    return any(f in st and st[f] != [] for f in (field, not_field))
+    return any(f in st and st[f] != [] for f in (name, not_name))
 
 
 def _principal_items(principal: Any) -> list:
@@ -335,11 +335,11 @@ def _principal_items(principal: Any) -> list:
 
 
 def _check_values(st: dict) -> None:
-    for field in ("Resource", "NotResource"):
-        for resource in _as_list(st.get(field, [])):
+    for name in ("Resource", "NotResource"):
+        for resource in _as_list(st.get(name, [])):
             _check_resource(resource)
-    for field in ("Action", "NotAction"):
-        for action in _as_list(st.get(field, [])):
+    for name in ("Action", "NotAction"):
+        for action in _as_list(st.get(name, [])):
             _check_action(action)
     for condition in st.get("Condition", {}).values():
         for key in condition:

@@ -85,12 +85,16 @@ _SQLITE_REPOSITORIES = {
     "policies": SqlitePolicies, "mfa": SqliteMfaDevices, "tokens": SqliteTokenKeys,
     "sessions": SqliteSessions, "oidc": SqliteOidcProviders,
 }
+_MEMBERS = [(attr, members(protocol)) for attr, protocol in REPOSITORIES]
 
 
 class Store:
     """The SQLite-backed IAM/STS state; implements every ``store_api`` protocol and ``records.StsStore``.
 
-    The protocol methods are delegated to the repositories (set up below the class).
+    Each protocol method is the repository's own: bound onto the instance in
+    ``__init__`` (no wrapper on the hot path), and on the class as a delegating
+    wrapper with the repository method's signature and docstring (for ``help``,
+    ``inspect`` and ``records.StsStore`` checks).
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: WallClock, *,
@@ -113,6 +117,10 @@ class Store:
         self.tokens = SqliteTokenKeys(db, str(path))
         self.sessions = SqliteSessions(db)
         self.oidc = SqliteOidcProviders(db)
+        # The hot path (a dozen calls per request) skips the class's delegating wrappers.
+        for attr, names in _MEMBERS:
+            repository = getattr(self, attr)
+            self.__dict__.update((name, getattr(repository, name)) for name in names)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -226,8 +234,8 @@ def _delegate(attr: str, name: str, impl):
     return functools.update_wrapper(method, impl)
 
 
-for _attr, _protocol in REPOSITORIES:
-    for _name in members(_protocol):
+for _attr, _names in _MEMBERS:
+    for _name in _names:
         setattr(Store, _name, _delegate(_attr, _name, getattr(_SQLITE_REPOSITORIES[_attr], _name)))
 
 

@@ -103,6 +103,7 @@ def test_the_facade_answers_every_protocol_method_by_its_repository(store):
     for attr, protocol in store_api.REPOSITORIES:
         for name in store_api.members(protocol):
             assert getattr(Store, name).__wrapped__ is getattr(_SQLITE_REPOSITORIES[attr], name)
+            assert getattr(store, name).__self__ is getattr(store, attr)
     assert store.account_id() == store.account.account_id() == ACCOUNT
 
 

@@ -15,7 +15,7 @@ writer), ``synchronous=FULL`` (a committed write is on disk before the call
 returns, so it survives SIGKILL or power loss), ``foreign_keys=ON``,
 ``busy_timeout`` 5 s (a second process — ``rolecall backend rotate-token-key``
 while ``serve`` runs, or two servers on one data dir — waits for the write lock
-instead of failing). Writes use ``BEGIN IMMEDIATE`` (``store_core``), so checks
+instead of failing). Writes use ``BEGIN IMMEDIATE`` (``store_sqlite``), so checks
 and writes are atomic across processes. The schema is versioned with
 ``PRAGMA user_version`` (``store_schema``).
 
@@ -80,7 +80,7 @@ DB_NAME = "rolecall.db"
 BUSY_TIMEOUT_MS = 5000
 
 # The SQLite engine's repository for each ``store_api.REPOSITORIES`` attribute.
-_SQLITE_REPOSITORIES = {
+SQLITE_REPOSITORIES = {
     "account": SqliteAccount, "identities": SqliteIdentities, "keys": SqliteAccessKeys,
     "policies": SqlitePolicies, "mfa": SqliteMfaDevices, "tokens": SqliteTokenKeys,
     "sessions": SqliteSessions, "oidc": SqliteOidcProviders,
@@ -236,7 +236,7 @@ def _delegate(attr: str, name: str, impl):
 
 for _attr, _names in _MEMBERS:
     for _name in _names:
-        setattr(Store, _name, _delegate(_attr, _name, getattr(_SQLITE_REPOSITORIES[_attr], _name)))
+        setattr(Store, _name, _delegate(_attr, _name, getattr(SQLITE_REPOSITORIES[_attr], _name)))
 
 
 def _private(data_dir: str | os.PathLike, *, create: bool) -> None:

@@ -20,7 +20,7 @@ import pytest
 from sts_backend import store_api
 from sts_backend.errors import DeleteConflict, EntityAlreadyExists, LimitExceeded, NoSuchEntity
 from sts_backend.records import Session
-from sts_backend.store import _SQLITE_REPOSITORIES, Store, StoreError
+from sts_backend.store import SQLITE_REPOSITORIES, Store, StoreError
 from tests.clocks import FixedClock
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -90,7 +90,7 @@ def session_of(store, *, role=None, key="", user=None, mfa_serial=None, issued=T
 
 @pytest.mark.parametrize("attr,protocol", store_api.REPOSITORIES, ids=[a for a, _ in store_api.REPOSITORIES])
 def test_sqlite_repository_implements_its_protocol_exactly(attr, protocol):
-    impl = _SQLITE_REPOSITORIES[attr]
+    impl = SQLITE_REPOSITORIES[attr]
     for name in store_api.members(protocol):
         mine, declared = inspect.signature(getattr(impl, name)), inspect.signature(getattr(protocol, name))
         assert list(mine.parameters) == list(declared.parameters), name
@@ -102,7 +102,7 @@ def test_the_facade_answers_every_protocol_method_by_its_repository(store):
     assert len(names) == len(set(names)), "a method name belongs to two repositories"
     for attr, protocol in store_api.REPOSITORIES:
         for name in store_api.members(protocol):
-            assert getattr(Store, name).__wrapped__ is getattr(_SQLITE_REPOSITORIES[attr], name)
+            assert getattr(Store, name).__wrapped__ is getattr(SQLITE_REPOSITORIES[attr], name)
             assert getattr(store, name).__self__ is getattr(store, attr)
     assert store.account_id() == store.account.account_id() == ACCOUNT
 

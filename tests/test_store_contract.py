@@ -354,6 +354,24 @@ def test_racing_store_objects_accept_a_code_once(engine, where, clock, store, de
     assert sorted(results) == [False] * 5 + [True]
 
 
+def test_racing_failures_are_all_counted(engine, where, clock, store, device):
+    racers = [engine.open(where, clock) for _ in range(4)]
+    start = threading.Barrier(len(racers))
+
+    def fail(s):
+        start.wait()
+        s.record_mfa_failure(device, T0)
+
+    threads = [threading.Thread(target=fail, args=(s,)) for s in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in racers:
+        s.close()
+    assert store.mfa_failures(device).failures == 4                     # no update lost
+
+
 def test_mfa_failure_counters_are_shared(store, other, device):
     now = T0.timestamp()
     assert store.mfa_failures(device) is None

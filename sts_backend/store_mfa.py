@@ -1,7 +1,7 @@
-"""Store part: virtual MFA devices, account aliases and the account summary.
+"""SQLite repository ``store_api.MfaDevices``: virtual MFA devices, TOTP replay state, failure counters.
 
 A device's ``last_timecode`` only ever grows: enabling, resyncing and signing in
-(``Store.consume_totp``) each set it with a compare-and-set
+(``consume_totp``) each set it with a compare-and-set
 (``… WHERE last_timecode < ?``), so one TOTP step is accepted at most once even
 when several processes share the data dir. Deactivating keeps it, so codes used
 before cannot be replayed when the device is enabled again.
@@ -9,11 +9,13 @@ before cannot be replayed when the device is enabled again.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sts_backend import iam_errors as err
-from sts_backend import ids
+from sts_backend import ids, mfa
 from sts_backend.records import MfaDevice
 from sts_backend.store_core import from_ts
-from sts_backend.store_policies import StorePolicies
+from sts_backend.store_sqlite import SqliteDb
 
 _MFA_SELECT = ("SELECT d.serial, u.name, d.seed, d.enable_date, d.last_timecode "
                "FROM mfa_devices d LEFT JOIN users u USING (user_id)")
@@ -24,24 +26,68 @@ def mfa_from_row(row) -> MfaDevice:
                      enable_date=from_ts(row[3]), last_timecode=row[4])
 
 
-class StoreMfa(StorePolicies):
-    """Virtual MFA devices, aliases, summary."""
+class SqliteMfaDevices:
+    """Virtual MFA devices, replay state, failed codes."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self._db = db
+
+    def mfa_device(self, serial_number: str) -> MfaDevice | None:
+        """An MFA device by serial number, or None."""
+        row = self._db.one(f"{_MFA_SELECT} WHERE d.serial = ?", (serial_number,))
+        return None if row is None else mfa_from_row(row)
+
+    def consume_totp(self, serial_number: str, timecode: int) -> bool:
+        """Record ``timecode`` as used if newer than the device's last one (atomic, durable).
+
+        One conditional UPDATE: of two processes racing with the same step, exactly
+        one sees ``rowcount == 1``.
+        """
+        cur = self._db.conn.execute("UPDATE mfa_devices SET last_timecode = ? WHERE serial = ? AND last_timecode < ?",
+                                    (timecode, serial_number, timecode))
+        self._db.writes += 1
+        return cur.rowcount == 1
+
+    def mfa_failures(self, serial_number: str) -> mfa.FailureState | None:
+        """The device's failed codes and lockouts (``sts_backend.mfa``), or None when it has none."""
+        row = self._db.one("SELECT failures, first_failure, locked_until, lockouts FROM mfa_failures "
+                           "WHERE serial = ?", (serial_number,))
+        return None if row is None else mfa.FailureState(*row)
+
+    def record_mfa_failure(self, serial_number: str, now: dt.datetime) -> bool:
+        """Count one failed code (durably, atomically); True when it locks the device."""
+        db = self._db
+        with db.tx() as conn:
+            state, locks = mfa.after_failure(
+                self.mfa_failures(serial_number), now, limit=db.quota("MfaFailuresBeforeLockout"),
+                window=db.quota("MfaFailureWindowSeconds"), lockout=db.quota("MfaLockoutSeconds"))
+            conn.execute("INSERT INTO mfa_failures (serial, failures, first_failure, locked_until, lockouts) "
+                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET failures = excluded.failures, "
+                         "first_failure = excluded.first_failure, locked_until = excluded.locked_until, "
+                         "lockouts = excluded.lockouts",
+                         (serial_number, state.failures, state.first_failure, state.locked_until, state.lockouts))
+        return locks
+
+    def clear_mfa_failures(self, serial_number: str) -> None:
+        """A good code: forget the device's failures and lockouts."""
+        with self._db.tx() as conn:
+            conn.execute("DELETE FROM mfa_failures WHERE serial = ?", (serial_number,))
 
     # ---- virtual MFA devices -----------------------------------------------------------
 
     def create_virtual_mfa_device(self, name: str, seed: str, path: str = "/") -> MfaDevice:
         """Store a new, unassigned virtual MFA device; its serial is its ARN."""
-        serial = ids.mfa_arn(self._account_id, name, path)
-        with self._tx():
-            if self._one("SELECT 1 FROM mfa_devices WHERE serial = ?", (serial,)):
+        serial = ids.mfa_arn(self._db.account_id, name, path)
+        with self._db.tx():
+            if self._db.one("SELECT 1 FROM mfa_devices WHERE serial = ?", (serial,)):
                 raise err.mfa_exists()
-            self._conn.execute("INSERT INTO mfa_devices (serial, name, path, seed, created) VALUES (?, ?, ?, ?, ?)",
-                               (serial, name, path, seed, self._now()))
+            self._db.conn.execute("INSERT INTO mfa_devices (serial, name, path, seed, created) VALUES (?, ?, ?, ?, ?)",
+                                  (serial, name, path, seed, self._db.now()))
         return self.get_mfa_device(serial)
 
     def get_mfa_device(self, serial: str) -> MfaDevice:
         """The device ``serial``, or NoSuchEntity."""
-        row = self._one(f"{_MFA_SELECT} WHERE d.serial = ?", (serial,))
+        row = self._db.one(f"{_MFA_SELECT} WHERE d.serial = ?", (serial,))
         if row is None:
             raise err.no_such_mfa_device(serial)
         return mfa_from_row(row)
@@ -52,97 +98,62 @@ class StoreMfa(StorePolicies):
         Raises EntityAlreadyExists when the device is assigned (or was assigned and
         used meanwhile), LimitExceeded past ``MFADevicesPerUser`` (8).
         """
-        with self._tx():
+        with self._db.tx():
             self.get_mfa_device(serial)
-            user_id, _ = self._entity("user", user_name)
-            self._check_quota("MFADevicesPerUser",
-                              self._count("SELECT count(*) FROM mfa_devices WHERE user_id = ?", (user_id,)))
-            cur = self._conn.execute(
+            user_id, _ = self._db.entity("user", user_name)
+            self._db.check_quota("MFADevicesPerUser",
+                                 self._db.count("SELECT count(*) FROM mfa_devices WHERE user_id = ?", (user_id,)))
+            cur = self._db.conn.execute(
                 "UPDATE mfa_devices SET user_id = ?, enable_date = ?, last_timecode = ? "
                 "WHERE serial = ? AND user_id IS NULL AND last_timecode < ?",
-                (user_id, self._now(), last_timecode, serial, last_timecode))
+                (user_id, self._db.now(), last_timecode, serial, last_timecode))
             if not cur.rowcount:
                 raise err.mfa_in_use()
 
     def _assigned(self, serial: str, user_name: str | None) -> MfaDevice:
         device = self.get_mfa_device(serial)
         if user_name is not None:
-            self._entity("user", user_name)
+            self._db.entity("user", user_name)
         if device.user_name is None or (user_name is not None and device.user_name.lower() != user_name.lower()):
             raise err.no_such_mfa_device(serial)
         return device
 
     def resync_mfa_device(self, serial: str, user_name: str, last_timecode: int) -> bool:
         """Record a resync's step for a device assigned to ``user_name``; False if not newer."""
-        with self._tx():
+        with self._db.tx():
             self._assigned(serial, user_name)
-            cur = self._conn.execute("UPDATE mfa_devices SET last_timecode = ? WHERE serial = ? AND last_timecode < ?",
-                                     (last_timecode, serial, last_timecode))
+            cur = self._db.conn.execute("UPDATE mfa_devices SET last_timecode = ? "
+                                        "WHERE serial = ? AND last_timecode < ?",
+                                        (last_timecode, serial, last_timecode))
             return bool(cur.rowcount)
 
     def deactivate_mfa_device(self, serial: str, user_name: str | None = None) -> None:
         """Unassign a device from its user (from ``user_name``'s, when given), and end the
         sessions it authenticated: those issued until now are revoked (``session_revoked``)."""
-        with self._tx():
+        with self._db.tx():
             device = self._assigned(serial, user_name)
-            self._conn.execute("UPDATE mfa_devices SET user_id = NULL, enable_date = NULL WHERE serial = ?", (serial,))
-            self._conn.execute("INSERT INTO mfa_revocations (serial, revoked_before) VALUES (?, ?) "
-                               "ON CONFLICT (serial) DO UPDATE SET revoked_before = "
-                               "max(revoked_before, excluded.revoked_before)", (device.serial_number, self._now()))
-            self._bump_epoch()
+            self._db.conn.execute("UPDATE mfa_devices SET user_id = NULL, enable_date = NULL WHERE serial = ?",
+                                  (serial,))
+            self._db.conn.execute("INSERT INTO mfa_revocations (serial, revoked_before) VALUES (?, ?) "
+                                  "ON CONFLICT (serial) DO UPDATE SET revoked_before = "
+                                  "max(revoked_before, excluded.revoked_before)",
+                                  (device.serial_number, self._db.now()))
+            self._db.bump_epoch()
 
     def delete_virtual_mfa_device(self, serial: str) -> None:
         """Delete an unassigned device (DeleteConflict while assigned)."""
-        with self._tx():
+        with self._db.tx():
             if self.get_mfa_device(serial).user_name is not None:
                 raise err.mfa_still_assigned()
-            self._conn.execute("DELETE FROM mfa_devices WHERE serial = ?", (serial,))
+            self._db.conn.execute("DELETE FROM mfa_devices WHERE serial = ?", (serial,))
 
     def mfa_devices_of(self, user_name: str) -> list[MfaDevice]:
         """Devices assigned to the user, by enable date."""
-        user_id, _ = self._entity("user", user_name)
-        return [mfa_from_row(r) for r in self._all(f"{_MFA_SELECT} WHERE d.user_id = ? ORDER BY d.enable_date",
-                                                   (user_id,))]
+        user_id, _ = self._db.entity("user", user_name)
+        return [mfa_from_row(r) for r in self._db.all(f"{_MFA_SELECT} WHERE d.user_id = ? ORDER BY d.enable_date",
+                                                      (user_id,))]
 
     def virtual_mfa_devices(self, assignment: str = "Any") -> list[MfaDevice]:
         """Virtual devices filtered by ``Assigned``/``Unassigned``/``Any``, by serial."""
         where = {"Assigned": "WHERE d.user_id IS NOT NULL", "Unassigned": "WHERE d.user_id IS NULL"}.get(assignment, "")
-        return [mfa_from_row(r) for r in self._all(f"{_MFA_SELECT} {where} ORDER BY d.serial")]
-
-    # ---- account aliases ---------------------------------------------------------------
-
-    def account_aliases(self) -> list[str]:
-        """The account's aliases (at most one)."""
-        return [r[0] for r in self._all("SELECT alias FROM account_aliases ORDER BY alias")]
-
-    def create_account_alias(self, alias: str) -> None:
-        """Set the account alias; one per account (re-creating the same one is a no-op)."""
-        with self._tx():
-            if self._one("SELECT 1 FROM account_aliases WHERE alias = ?", (alias,)):
-                return
-            self._check_quota("AccountAliasesPerAccount", self._count("SELECT count(*) FROM account_aliases"))
-            self._conn.execute("INSERT INTO account_aliases (alias) VALUES (?)", (alias,))
-
-    def delete_account_alias(self, alias: str) -> None:
-        """Remove the alias, or NoSuchEntity."""
-        with self._tx():
-            if not self._conn.execute("DELETE FROM account_aliases WHERE alias = ?", (alias,)).rowcount:
-                raise err.no_such_alias(alias)
-
-    # ---- summary -----------------------------------------------------------------------
-
-    def entity_counts(self) -> dict[str, int]:
-        """Counts for GetAccountSummary."""
-        q = self._count
-        return {
-            "Users": q("SELECT count(*) FROM users"),
-            "Groups": q("SELECT count(*) FROM groups"),
-            "Roles": q("SELECT count(*) FROM roles"),
-            "Policies": q("SELECT count(*) FROM policies"),
-            "PolicyVersionsInUse": q("SELECT count(*) FROM policy_attachments"),
-            "MFADevices": q("SELECT count(*) FROM mfa_devices"),
-            "MFADevicesInUse": q("SELECT count(*) FROM mfa_devices WHERE user_id IS NOT NULL"),
-            "AccountAccessKeysPresent": 0,
-            "AccountMFAEnabled": 0,
-            "AccountSigningCertificatesPresent": 0,
-        }
+        return [mfa_from_row(r) for r in self._db.all(f"{_MFA_SELECT} {where} ORDER BY d.serial")]

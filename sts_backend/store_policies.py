@@ -1,4 +1,4 @@
-"""Store part: inline policies, managed policies and their versions, attachments.
+"""SQLite repository ``store_api.Policies``: inline and managed policies, versions, attachments, boundaries.
 
 Sizes are counted by the caller (``sts_backend.policy_document.policy_size``: characters
 other than whitespace) and stored with each inline policy, so the aggregate
@@ -12,7 +12,7 @@ from sts_backend import iam_errors as err
 from sts_backend import ids
 from sts_backend.iam_records import AttachedPolicy, ManagedPolicy, PolicySource, PolicyVersion
 from sts_backend.store_core import from_ts
-from sts_backend.store_iam import StoreIam
+from sts_backend.store_sqlite import SqliteDb
 
 _SIZE_QUOTAS = {"user": "UserPolicySize", "group": "GroupPolicySize", "role": "RolePolicySize"}
 _ATTACH_QUOTAS = {"user": "PoliciesPerUser", "group": "PoliciesPerGroup", "role": "PoliciesPerRole"}
@@ -62,74 +62,78 @@ def _version_number(version_id: str) -> int | None:
     return None
 
 
-class StorePolicies(StoreIam):
-    """Inline and managed policies."""
+class SqlitePolicies:
+    """Inline and managed policies, attachments, boundaries."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self._db = db
 
     # ---- inline ------------------------------------------------------------------------
 
     def put_inline_policy(self, kind: str, entity: str, policy_name: str, document: str, size: int) -> None:
         """Create or replace an inline policy; the entity's total size must stay in its quota."""
-        with self._tx():
-            owner_id, stored = self._entity(kind, entity)
-            others = self._count("SELECT coalesce(sum(size), 0) FROM inline_policies "
-                                 "WHERE kind = ? AND owner_id = ? AND name != ?", (kind, owner_id, policy_name))
-            limit = self.quota(_SIZE_QUOTAS[kind])
+        with self._db.tx():
+            owner_id, stored = self._db.entity(kind, entity)
+            others = self._db.count("SELECT coalesce(sum(size), 0) FROM inline_policies "
+                                    "WHERE kind = ? AND owner_id = ? AND name != ?", (kind, owner_id, policy_name))
+            limit = self._db.quota(_SIZE_QUOTAS[kind])
             if others + size > limit:
                 raise err.inline_size_exceeded(kind, stored, limit)
-            self._conn.execute(
+            self._db.conn.execute(
                 "INSERT INTO inline_policies (kind, owner_id, name, document, size) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (kind, owner_id, name) DO UPDATE SET document = excluded.document, size = excluded.size",
                 (kind, owner_id, policy_name, document, size))
 
     def get_inline_policy(self, kind: str, entity: str, policy_name: str) -> tuple[str, str]:
         """(stored entity name, document) of an inline policy, or NoSuchEntity."""
-        owner_id, stored = self._entity(kind, entity)
-        row = self._one("SELECT document FROM inline_policies WHERE kind = ? AND owner_id = ? AND name = ?",
-                        (kind, owner_id, policy_name))
+        owner_id, stored = self._db.entity(kind, entity)
+        row = self._db.one("SELECT document FROM inline_policies WHERE kind = ? AND owner_id = ? AND name = ?",
+                           (kind, owner_id, policy_name))
         if row is None:
             raise err.no_such_inline_policy(kind, policy_name)
         return stored, row[0]
 
     def delete_inline_policy(self, kind: str, entity: str, policy_name: str) -> None:
         """Delete an inline policy, or NoSuchEntity."""
-        with self._tx():
-            owner_id, _ = self._entity(kind, entity)
-            cur = self._conn.execute("DELETE FROM inline_policies WHERE kind = ? AND owner_id = ? AND name = ?",
-                                     (kind, owner_id, policy_name))
+        with self._db.tx():
+            owner_id, _ = self._db.entity(kind, entity)
+            cur = self._db.conn.execute("DELETE FROM inline_policies WHERE kind = ? AND owner_id = ? AND name = ?",
+                                        (kind, owner_id, policy_name))
             if not cur.rowcount:
                 raise err.no_such_inline_policy(kind, policy_name)
 
     def inline_policy_names(self, kind: str, entity: str) -> list[str]:
         """Names of the entity's inline policies, sorted."""
-        owner_id, _ = self._entity(kind, entity)
-        return [r[0] for r in self._all("SELECT name FROM inline_policies WHERE kind = ? AND owner_id = ? "
-                                        "ORDER BY name", (kind, owner_id))]
+        owner_id, _ = self._db.entity(kind, entity)
+        return [r[0] for r in self._db.all("SELECT name FROM inline_policies WHERE kind = ? AND owner_id = ? "
+                                           "ORDER BY name", (kind, owner_id))]
 
     # ---- managed -----------------------------------------------------------------------
 
     def create_policy(self, name: str, document: str, path: str = "/", description: str = "") -> ManagedPolicy:
         """Create a customer managed policy with version v1 as default."""
-        with self._tx():
-            if self._one("SELECT 1 FROM policies WHERE name = ?", (name,)):
+        with self._db.tx():
+            if self._db.one("SELECT 1 FROM policies WHERE name = ?", (name,)):
                 raise err.policy_exists(name)
-            self._check_quota("PoliciesPerAccount", self._count("SELECT count(*) FROM policies"))
-            policy_id, now, arn = ids.new_unique_id("policy"), self._now(), ids.policy_arn(self._account_id, name, path)
-            self._conn.execute(
+            self._db.check_quota("PoliciesPerAccount", self._db.count("SELECT count(*) FROM policies"))
+            policy_id, now = ids.new_unique_id("policy"), self._db.now()
+            arn = ids.policy_arn(self._db.account_id, name, path)
+            self._db.conn.execute(
                 "INSERT INTO policies (policy_id, name, path, arn, description, created, updated, default_version, "
                 "next_version) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 2)", (policy_id, name, path, arn, description, now, now))
-            self._conn.execute("INSERT INTO policy_versions (policy_id, version, document, created) "
-                               "VALUES (?, 1, ?, ?)", (policy_id, document, now))
+            self._db.conn.execute("INSERT INTO policy_versions (policy_id, version, document, created) "
+                                  "VALUES (?, 1, ?, ?)", (policy_id, document, now))
         return self.get_policy(arn)
 
     def _policy_id(self, arn: str) -> str:
-        row = self._one("SELECT policy_id FROM policies WHERE arn = ?", (arn,))
+        row = self._db.one("SELECT policy_id FROM policies WHERE arn = ?", (arn,))
         if row is None:
             raise err.no_such_policy(arn)
         return row[0]
 
     def get_policy(self, arn: str) -> ManagedPolicy:
         """The managed policy ``arn``, or NoSuchEntity."""
-        row = self._one(f"SELECT {_POLICY_COLS} FROM policies p WHERE p.arn = ?", (arn,))
+        row = self._db.one(f"SELECT {_POLICY_COLS} FROM policies p WHERE p.arn = ?", (arn,))
         if row is None:
             raise err.no_such_policy(arn)
         return policy_from_row(row)
@@ -142,8 +146,8 @@ class StorePolicies(StoreIam):
         ``PolicyUsageFilter``) those attached as a permissions policy
         (``PermissionsPolicy``) or set as someone's boundary (``PermissionsBoundary``).
         """
-        rows = self._all(f"SELECT {_POLICY_COLS} FROM policies p WHERE substr(p.path, 1, length(?)) = ? "
-                         "ORDER BY p.name COLLATE NOCASE", (path_prefix, path_prefix))
+        rows = self._db.all(f"SELECT {_POLICY_COLS} FROM policies p WHERE substr(p.path, 1, length(?)) = ? "
+                            "ORDER BY p.name COLLATE NOCASE", (path_prefix, path_prefix))
         policies = [policy_from_row(r) for r in rows]
         if only_attached or usage == "PermissionsPolicy":
             policies = [p for p in policies if p.attachment_count]
@@ -153,38 +157,38 @@ class StorePolicies(StoreIam):
 
     def delete_policy(self, arn: str) -> None:
         """Delete a managed policy that is detached, nobody's boundary, and has only its default version."""
-        with self._tx():
+        with self._db.tx():
             policy_id = self._policy_id(arn)
-            if self._count("SELECT count(*) FROM policy_attachments WHERE policy_id = ?", (policy_id,)):
+            if self._db.count("SELECT count(*) FROM policy_attachments WHERE policy_id = ?", (policy_id,)):
                 raise err.policy_attached()
             if self.get_policy(arn).permissions_boundary_usage_count:
                 raise err.policy_attached()
-            if self._count("SELECT count(*) FROM policy_versions WHERE policy_id = ?", (policy_id,)) > 1:
+            if self._db.count("SELECT count(*) FROM policy_versions WHERE policy_id = ?", (policy_id,)) > 1:
                 raise err.policy_has_versions()
-            self._conn.execute("DELETE FROM policies WHERE policy_id = ?", (policy_id,))
+            self._db.conn.execute("DELETE FROM policies WHERE policy_id = ?", (policy_id,))
 
     def create_policy_version(self, arn: str, document: str, set_as_default: bool = False) -> PolicyVersion:
         """Add a version (at most ``VersionsPerPolicy``, 5), optionally as the default."""
-        with self._tx():
+        with self._db.tx():
             policy_id = self._policy_id(arn)
-            limit = self.quota("VersionsPerPolicy")
-            if self._count("SELECT count(*) FROM policy_versions WHERE policy_id = ?", (policy_id,)) >= limit:
+            limit = self._db.quota("VersionsPerPolicy")
+            if self._db.count("SELECT count(*) FROM policy_versions WHERE policy_id = ?", (policy_id,)) >= limit:
                 raise err.too_many_versions(limit)
-            number = self._count("SELECT next_version FROM policies WHERE policy_id = ?", (policy_id,))
-            now = self._now()
-            self._conn.execute("INSERT INTO policy_versions (policy_id, version, document, created) "
-                               "VALUES (?, ?, ?, ?)", (policy_id, number, document, now))
+            number = self._db.count("SELECT next_version FROM policies WHERE policy_id = ?", (policy_id,))
+            now = self._db.now()
+            self._db.conn.execute("INSERT INTO policy_versions (policy_id, version, document, created) "
+                                  "VALUES (?, ?, ?, ?)", (policy_id, number, document, now))
             default = "?" if set_as_default else "default_version"
             args = (number, now, policy_id) if set_as_default else (now, policy_id)
-            self._conn.execute(f"UPDATE policies SET next_version = next_version + 1, default_version = {default}, "
-                               "updated = ? WHERE policy_id = ?", args)
+            self._db.conn.execute(f"UPDATE policies SET next_version = next_version + 1, default_version = {default}, "
+                                  "updated = ? WHERE policy_id = ?", args)
         return self.get_policy_version(arn, f"v{number}")
 
     def get_policy_version(self, arn: str, version_id: str) -> PolicyVersion:
         """One version of a managed policy, or NoSuchEntity."""
         policy_id = self._policy_id(arn)
         number = _version_number(version_id)
-        row = None if number is None else self._one(
+        row = None if number is None else self._db.one(
             "SELECT v.version, v.document, v.version = p.default_version, v.created FROM policy_versions v "
             "JOIN policies p USING (policy_id) WHERE v.policy_id = ? AND v.version = ?", (policy_id, number))
         if row is None:
@@ -194,49 +198,49 @@ class StorePolicies(StoreIam):
     def policy_versions(self, arn: str) -> list[PolicyVersion]:
         """Every version of a managed policy, newest first."""
         policy_id = self._policy_id(arn)
-        rows = self._all("SELECT v.version, v.document, v.version = p.default_version, v.created "
-                         "FROM policy_versions v JOIN policies p USING (policy_id) WHERE v.policy_id = ? "
-                         "ORDER BY v.version DESC", (policy_id,))
+        rows = self._db.all("SELECT v.version, v.document, v.version = p.default_version, v.created "
+                            "FROM policy_versions v JOIN policies p USING (policy_id) WHERE v.policy_id = ? "
+                            "ORDER BY v.version DESC", (policy_id,))
         return [PolicyVersion(f"v{r[0]}", r[1], bool(r[2]), from_ts(r[3])) for r in rows]
 
     def delete_policy_version(self, arn: str, version_id: str) -> None:
         """Delete a non-default version."""
-        with self._tx():
+        with self._db.tx():
             version = self.get_policy_version(arn, version_id)
             if version.is_default:
                 raise err.default_version_delete()
-            self._conn.execute("DELETE FROM policy_versions WHERE policy_id = ? AND version = ?",
-                               (self._policy_id(arn), _version_number(version_id)))
+            self._db.conn.execute("DELETE FROM policy_versions WHERE policy_id = ? AND version = ?",
+                                  (self._policy_id(arn), _version_number(version_id)))
 
     def set_default_policy_version(self, arn: str, version_id: str) -> None:
         """Make ``version_id`` the version that grants."""
-        with self._tx():
+        with self._db.tx():
             self.get_policy_version(arn, version_id)
-            self._conn.execute("UPDATE policies SET default_version = ?, updated = ? WHERE arn = ?",
-                               (_version_number(version_id), self._now(), arn))
+            self._db.conn.execute("UPDATE policies SET default_version = ?, updated = ? WHERE arn = ?",
+                                  (_version_number(version_id), self._db.now(), arn))
 
     # ---- attachments -------------------------------------------------------------------
 
     def attach_policy(self, kind: str, entity: str, arn: str) -> None:
         """Attach a managed policy (idempotent); at most 10 per user, group or role."""
-        with self._tx():
-            owner_id, _ = self._entity(kind, entity)
-            row = self._one("SELECT policy_id FROM policies WHERE arn = ?", (arn,))
+        with self._db.tx():
+            owner_id, _ = self._db.entity(kind, entity)
+            row = self._db.one("SELECT policy_id FROM policies WHERE arn = ?", (arn,))
             if row is None:
                 raise err.policy_not_attachable(arn)
-            if self._one("SELECT 1 FROM policy_attachments WHERE kind = ? AND owner_id = ? AND policy_id = ?",
-                         (kind, owner_id, row[0])):
+            if self._db.one("SELECT 1 FROM policy_attachments WHERE kind = ? AND owner_id = ? AND policy_id = ?",
+                            (kind, owner_id, row[0])):
                 return
-            self._check_quota(_ATTACH_QUOTAS[kind], self._count(
+            self._db.check_quota(_ATTACH_QUOTAS[kind], self._db.count(
                 "SELECT count(*) FROM policy_attachments WHERE kind = ? AND owner_id = ?", (kind, owner_id)))
-            self._conn.execute("INSERT INTO policy_attachments (kind, owner_id, policy_id, attached) "
-                               "VALUES (?, ?, ?, ?)", (kind, owner_id, row[0], self._now()))
+            self._db.conn.execute("INSERT INTO policy_attachments (kind, owner_id, policy_id, attached) "
+                                  "VALUES (?, ?, ?, ?)", (kind, owner_id, row[0], self._db.now()))
 
     def detach_policy(self, kind: str, entity: str, arn: str) -> None:
         """Detach a managed policy; NoSuchEntity when it is not attached."""
-        with self._tx():
-            owner_id, _ = self._entity(kind, entity)
-            cur = self._conn.execute(
+        with self._db.tx():
+            owner_id, _ = self._db.entity(kind, entity)
+            cur = self._db.conn.execute(
                 "DELETE FROM policy_attachments WHERE kind = ? AND owner_id = ? AND policy_id = "
                 "(SELECT policy_id FROM policies WHERE arn = ?)", (kind, owner_id, arn))
             if not cur.rowcount:
@@ -244,46 +248,46 @@ class StorePolicies(StoreIam):
 
     def attached_policies(self, kind: str, entity: str, path_prefix: str = "/") -> list[AttachedPolicy]:
         """The managed policies attached to an entity, by name."""
-        owner_id, _ = self._entity(kind, entity)
-        rows = self._all("SELECT p.name, p.arn FROM policy_attachments a JOIN policies p USING (policy_id) "
-                         "WHERE a.kind = ? AND a.owner_id = ? AND substr(p.path, 1, length(?)) = ? "
-                         "ORDER BY p.name COLLATE NOCASE", (kind, owner_id, path_prefix, path_prefix))
+        owner_id, _ = self._db.entity(kind, entity)
+        rows = self._db.all("SELECT p.name, p.arn FROM policy_attachments a JOIN policies p USING (policy_id) "
+                            "WHERE a.kind = ? AND a.owner_id = ? AND substr(p.path, 1, length(?)) = ? "
+                            "ORDER BY p.name COLLATE NOCASE", (kind, owner_id, path_prefix, path_prefix))
         return [AttachedPolicy(r[0], r[1]) for r in rows]
 
     def identity_policies(self, kind: str, name: str) -> list[str]:
         """Policy documents granting to a user (incl. its groups) or role; [] if it is gone."""
         table, id_col = ("users", "user_id") if kind == "user" else ("roles", "role_id")
-        row = self._one(f"SELECT {id_col} FROM {table} WHERE name = ?", (name,))
+        row = self._db.one(f"SELECT {id_col} FROM {table} WHERE name = ?", (name,))
         if row is None:
             return []
         sql = _USER_POLICIES if kind == "user" else _ROLE_POLICIES
-        return [r[0] for r in self._conn.execute(sql, {"id": row[0]})]
+        return [r[0] for r in self._db.conn.execute(sql, {"id": row[0]})]
 
     # ---- permissions boundaries --------------------------------------------------------
 
     def set_permissions_boundary(self, kind: str, entity: str, arn: str) -> None:
         """Make managed policy ``arn`` the boundary of a user or role (replacing any);
         NoSuchEntity for an unknown entity or policy."""
-        with self._tx():
-            owner_id, _ = self._entity(kind, entity)
-            row = self._one("SELECT arn FROM policies WHERE arn = ?", (arn,))
+        with self._db.tx():
+            owner_id, _ = self._db.entity(kind, entity)
+            row = self._db.one("SELECT arn FROM policies WHERE arn = ?", (arn,))
             if row is None:
                 raise err.policy_not_attachable(arn)
             table, id_col = _BOUNDARY_TABLES[kind], f"{kind}_id"
-            self._conn.execute(f"UPDATE {table} SET permissions_boundary = ? WHERE {id_col} = ?", (row[0], owner_id))
+            self._db.conn.execute(f"UPDATE {table} SET permissions_boundary = ? WHERE {id_col} = ?", (row[0], owner_id))
 
     def delete_permissions_boundary(self, kind: str, entity: str) -> None:
         """Remove a user's or role's boundary (none set: nothing to do)."""
-        with self._tx():
-            owner_id, _ = self._entity(kind, entity)
+        with self._db.tx():
+            owner_id, _ = self._db.entity(kind, entity)
             table, id_col = _BOUNDARY_TABLES[kind], f"{kind}_id"
-            self._conn.execute(f"UPDATE {table} SET permissions_boundary = NULL WHERE {id_col} = ?", (owner_id,))
+            self._db.conn.execute(f"UPDATE {table} SET permissions_boundary = NULL WHERE {id_col} = ?", (owner_id,))
 
     def permissions_boundary(self, kind: str, entity: str) -> str | None:
         """The ARN of a user's or role's boundary, None without one; NoSuchEntity for an unknown entity."""
-        owner_id, _ = self._entity(kind, entity)
+        owner_id, _ = self._db.entity(kind, entity)
         table, id_col = _BOUNDARY_TABLES[kind], f"{kind}_id"
-        return self._one(f"SELECT permissions_boundary FROM {table} WHERE {id_col} = ?", (owner_id,))[0]
+        return self._db.one(f"SELECT permissions_boundary FROM {table} WHERE {id_col} = ?", (owner_id,))[0]
 
     def boundary_document(self, kind: str, name: str) -> tuple[str | None, str | None]:
         """(boundary ARN, its default version's document) of a user or role, for authorization.
@@ -292,10 +296,10 @@ class StorePolicies(StoreIam):
         which the caller must treat as denying everything.
         """
         table = _BOUNDARY_TABLES[kind]
-        row = self._one(f"SELECT e.permissions_boundary, v.document FROM {table} e "
-                        "LEFT JOIN policies p ON p.arn = e.permissions_boundary "
-                        "LEFT JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
-                        "WHERE e.name = ?", (name,))
+        row = self._db.one(f"SELECT e.permissions_boundary, v.document FROM {table} e "
+                           "LEFT JOIN policies p ON p.arn = e.permissions_boundary "
+                           "LEFT JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
+                           "WHERE e.name = ?", (name,))
         return (None, None) if row is None else (row[0], row[1])
 
     # ---- the policy simulator ----------------------------------------------------------
@@ -314,19 +318,19 @@ class StorePolicies(StoreIam):
         Raises:
             NoSuchEntity: there is no such entity.
         """
-        owner_id, stored = self._entity(kind, name)
+        owner_id, stored = self._db.entity(kind, name)
         owners = [(kind, owner_id, stored)]
         if kind == "user":
-            owners += [("group", r[0], r[1]) for r in self._all(
+            owners += [("group", r[0], r[1]) for r in self._db.all(
                 "SELECT g.group_id, g.name FROM group_members m JOIN groups g USING (group_id) "
                 "WHERE m.user_id = ? ORDER BY g.name COLLATE NOCASE", (owner_id,))]
         sources: list[PolicySource] = []
         seen: set[str] = set()
         for owner_kind, oid, owner_name in owners:
-            sources += [PolicySource(r[0], owner_kind, r[1], "", owner_kind, owner_name) for r in self._all(
+            sources += [PolicySource(r[0], owner_kind, r[1], "", owner_kind, owner_name) for r in self._db.all(
                 "SELECT name, document FROM inline_policies WHERE kind = ? AND owner_id = ? ORDER BY name",
                 (owner_kind, oid))]
-            for policy_name, arn, document in self._all(
+            for policy_name, arn, document in self._db.all(
                     "SELECT p.name, p.arn, v.document FROM policy_attachments a JOIN policies p USING (policy_id) "
                     "JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
                     "WHERE a.kind = ? AND a.owner_id = ? ORDER BY p.name COLLATE NOCASE", (owner_kind, oid)):
@@ -339,8 +343,8 @@ class StorePolicies(StoreIam):
         if kind not in ("user", "role"):
             return None
         table, id_col = ("users", "user_id") if kind == "user" else ("roles", "role_id")
-        row = self._one(f"SELECT p.name, p.arn, v.document FROM {table} e "
-                        "JOIN policies p ON p.arn = e.permissions_boundary "
-                        "JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
-                        f"WHERE e.{id_col} = ?", (owner_id,))
+        row = self._db.one(f"SELECT p.name, p.arn, v.document FROM {table} e "
+                           "JOIN policies p ON p.arn = e.permissions_boundary "
+                           "JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version "
+                           f"WHERE e.{id_col} = ?", (owner_id,))
         return None if row is None else PolicySource(row[0], "permission-boundary", row[2], row[1])

@@ -3,21 +3,25 @@
     .venv/bin/python bench/backend_scale.py [--runs 5] [--seconds 5] [--workers 2] [--sample 1000]
         [--identities 100000]
 
-Seeds two data dirs through ``sts_backend.store.Store`` (one transaction per batch of users):
-a small one with 10 IAM users and a large one with ``--identities`` (100,000). Every user has
-one access key and 10 policies: 5 inline ones whose text is the same for every user (they
-name the user with ``${aws:username}``, as a fleet's templates do; one of them allows
-``sts:AssumeRole`` on the bench role) and 5 attached customer managed policies drawn from a
-shared pool of 50. The large dir holds 500,000 inline-policy rows and 500,000 attachments.
-The role ``bench`` trusts the account, so the identity policy decides.
+Seeds two data dirs (``seed``: bulk inserts through ``Store.transaction()``, one transaction
+per 2,000 users; about 25 s for 100,000 on a quiet machine): a small one with 10 IAM users
+and a large one with ``--identities`` (100,000). Every user has one access key and 10
+policies: 4 inline ones whose text is the same for every user (they name the user with
+``${aws:username}``, as a fleet's templates do; one allows ``sts:AssumeRole`` on the bench
+role), 4 attached customer managed policies from a shared pool of 50, and, as a member of
+one group per 1,000 users, its group's inline and attached policy. The large dir holds
+400,000 inline-policy rows, 400,000 attachments, 100,000 memberships in 100 groups. The
+role ``bench`` trusts the account, so the identity policy decides.
 
 Each data dir is served by its own ``rolecall backend serve`` on 127.0.0.1. The load is
 closed-loop like ../shared/bench/sts_load.py (botocore's ``SigV4Auth`` signs every request,
 keep-alive ``http.client``, ``--workers`` processes) except that each request is signed with
 the next key of a sample of identities: all 10 of the small dir, ``--sample`` (1,000) chosen
 at random from the large one, so each call looks up a different key, user and policy set,
-as a fleet's calls do. Runs alternate small, large, small, large, ...; the output is the
-medians and the ratio large / small (goal >= 0.90, within 10%).
+as a fleet's calls do. Runs alternate small, large, small, large, ... Each run reports
+calls/s and the server's CPU time per call (``/proc/PID/stat``; much steadier than the rate
+on a shared machine). The output is the medians and the median per-round ratios large /
+small (goal >= 0.90, within 10%).
 
 Per-key throttling (``StsRequestsPerSecondPerKey``) is off on both dirs: the small dir's 10
 keys would otherwise be throttled at the rates measured, and the large one's would not.
@@ -31,6 +35,7 @@ import datetime as dt
 import http.client
 import json
 import multiprocessing
+import os
 import random
 import secrets
 import socket
@@ -65,8 +70,9 @@ def _statement(sid: str, actions: list[str], resource: str, **condition) -> dict
     return st
 
 
-def inline_documents() -> list[str]:
-    """The 4 inline policies every user has (the same text for all: ``${aws:username}``)."""
+def inline_documents(user: str | None = None) -> list[str]:
+    """The 4 inline policies every user has: the same text for all (``${aws:username}``), or
+    with ``user``'s name written in, a text of its own."""
     home = "arn:aws:s3:::fleet-home/${aws:username}/*"
     docs = [
         [_statement("Assume", ["sts:AssumeRole"], ROLE_ARN)],
@@ -76,7 +82,8 @@ def inline_documents() -> list[str]:
         [_statement("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"],
                     f"arn:aws:logs:*:{ACCOUNT}:log-group:/fleet/${{aws:username}}:*")],
     ]
-    return [json.dumps({"Version": "2012-10-17", "Statement": doc}) for doc in docs]
+    texts = [json.dumps({"Version": "2012-10-17", "Statement": doc}) for doc in docs]
+    return texts if user is None else [text.replace("${aws:username}", user) for text in texts]
 
 
 def group_document() -> str:
@@ -101,7 +108,7 @@ def _user_id() -> str:
 
 
 def seed(data_dir: Path, identities: int, *, batch: int = BATCH,
-         group_size: int = GROUP_SIZE) -> list[tuple[str, str]]:
+         group_size: int = GROUP_SIZE, distinct: bool = False) -> list[tuple[str, str]]:
     """Create a store in ``data_dir`` with ``identities`` users of 10 policies each and the role.
 
     The account, quotas, role and managed policies are made by ``Store`` methods. The users,
@@ -111,6 +118,9 @@ def seed(data_dir: Path, identities: int, *, batch: int = BATCH,
     write: calling those per user took 73 s for 100,000 users (a quota count per call,
     and ``ids.new_unique_id`` drawing 17 ``secrets.choice`` per id).
     ``tests/test_backend_scale.py`` checks a seeded store through the ``Store`` API.
+
+    ``distinct``: each user's inline policies name it instead of ``${aws:username}``, so no
+    two users share a text (the parsed-policy cache holds 1,024 texts).
 
     Returns every user's (access key id, secret), in user order.
     """
@@ -142,6 +152,9 @@ def seed(data_dir: Path, identities: int, *, batch: int = BATCH,
                 keys.append(key)
                 access_keys.append((*key, user_id, "Active", created))
                 members.append((groups[n // group_size], user_id))
+                if distinct:
+                    inline = [(f"fleet-inline-{i}", doc, policy_size(doc))
+                              for i, doc in enumerate(inline_documents(name))]
                 inline_rows += [("user", user_id, policy, doc, size) for policy, doc, size in inline]
                 attachments += [("user", user_id, pool[(n * PER_USER + j) % MANAGED_POOL].policy_id, created)
                                 for j in range(PER_USER)]
@@ -215,20 +228,31 @@ def _worker(url: str, keys: list[tuple[str, str]], seconds: float, queue) -> Non
     queue.put((calls, errors, first_error))
 
 
-def load(url: str, keys: list[tuple[str, str]], args: argparse.Namespace) -> float:
-    """Calls/s of ``args.workers`` closed-loop processes, the keys dealt out among them."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid``, all its threads (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(url: str, pid: int, keys: list[tuple[str, str]], args: argparse.Namespace) -> tuple[float, float]:
+    """(calls/s, server CPU us per call) of ``args.workers`` closed-loop processes, the keys dealt
+    out among them. The CPU figure is the server's own time, so other load on the machine
+    moves it much less than the rate."""
     queue = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=_worker, args=(url, keys[w::args.workers], args.seconds, queue))
              for w in range(args.workers)]
+    cpu = cpu_seconds(pid)
     for proc in procs:
         proc.start()
     results = [queue.get() for _ in procs]
+    cpu = cpu_seconds(pid) - cpu
     for proc in procs:
         proc.join()
     errors = [error for _, count, error in results if count]
     if errors:
         raise SystemExit(f"load run against {url} failed: {errors[0]}")
-    return sum(calls for calls, _, _ in results) / args.seconds
+    calls = sum(calls for calls, _, _ in results)
+    return calls / args.seconds, cpu / calls * 1e6
 
 
 def main() -> None:
@@ -238,6 +262,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--identities", type=int, default=100_000, help="users in the large data dir")
     parser.add_argument("--sample", type=int, default=1000, help="keys of the large dir the load uses")
+    parser.add_argument("--distinct-policies", action="store_true",
+                        help="inline policies that name their user: a text per user in both dirs")
     args = parser.parse_args()
     procs = []
     try:
@@ -245,7 +271,7 @@ def main() -> None:
             dirs = {}
             for name, count in (("small", 10), ("large", args.identities)):
                 started = time.monotonic()
-                keys = seed(Path(tmp) / name, count)
+                keys = seed(Path(tmp) / name, count, distinct=args.distinct_policies)
                 print(f"seeded {name}: {count:,} users x 10 policies in {time.monotonic() - started:.1f} s",
                       flush=True)
                 dirs[name] = random.Random(12).sample(keys, min(args.sample, len(keys)))
@@ -253,20 +279,24 @@ def main() -> None:
             for name in dirs:
                 proc, url = serve(Path(tmp) / name)
                 procs.append(proc)
-                servers[name] = url
+                servers[name] = (url, proc.pid)
             rates: dict[str, list[float]] = {name: [] for name in dirs}
+            costs: dict[str, list[float]] = {name: [] for name in dirs}
             for run in range(args.runs):
                 for name in dirs:
-                    rates[name].append(load(servers[name], dirs[name], args))
-                    print(f"run {run + 1}: {name:5} ({len(dirs[name]):5} keys) {rates[name][-1]:7.0f} calls/s",
-                          flush=True)
-            small, large = statistics.median(rates["small"]), statistics.median(rates["large"])
-            per_round = statistics.median(b / a for a, b in zip(rates["small"], rates["large"]))
-            print(f"10 identities:       {small:.0f} calls/s (median of {args.runs})")
-            print(f"{args.identities:,} identities: {large:.0f} calls/s (median of {args.runs})")
+                    rate, cost = load(*servers[name], dirs[name], args)
+                    rates[name].append(rate)
+                    costs[name].append(cost)
+                    print(f"run {run + 1}: {name:5} ({len(dirs[name]):5} keys) {rate:7.0f} calls/s, "
+                          f"server CPU {cost:6.0f} us/call", flush=True)
             print("(per-key STS throttling is off on both: StsRequestsPerSecondPerKey = 0)")
-            print(f"ratio large / small: {large / small:.2f} of the medians, {per_round:.2f} median of the "
-                  "per-round ratios (goal >= 0.90)")
+            for label, name in (("10 identities", "small"), (f"{args.identities:,} identities", "large")):
+                print(f"{label:20} {statistics.median(rates[name]):7.0f} calls/s, server CPU "
+                      f"{statistics.median(costs[name]):6.0f} us/call (medians of {args.runs})")
+            rate = statistics.median(b / a for a, b in zip(rates["small"], rates["large"]))
+            cost = statistics.median(a / b for a, b in zip(costs["small"], costs["large"]))
+            print(f"ratio large / small (median of the per-round ratios): calls/s {rate:.2f}, "
+                  f"calls per server CPU second {cost:.2f} (goal >= 0.90)")
     finally:
         for proc in procs:
             proc.terminate()

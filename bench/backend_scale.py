@@ -111,11 +111,12 @@ def seed(data_dir: Path, identities: int, *, batch: int = BATCH,
          group_size: int = GROUP_SIZE, distinct: bool = False) -> list[tuple[str, str]]:
     """Create a store in ``data_dir`` with ``identities`` users of 10 policies each and the role.
 
-    The account, quotas, role and managed policies are made by ``Store`` methods. The users,
-    their keys and their 10 policy rows each are inserted with ``executemany`` inside
-    ``Store.transaction()``, one transaction per ``batch`` users, in the rows
-    ``create_user``, ``create_access_key``, ``put_inline_policy`` and ``attach_policy``
-    write: calling those per user took 73 s for 100,000 users (a quota count per call,
+    The account, quotas, role, managed policies and groups (one per ``group_size`` users,
+    each with an inline and an attached policy) are made by ``Store`` methods. The users,
+    their keys, group memberships and 8 policy rows each are inserted with ``executemany``
+    inside ``Store.transaction()``, one transaction per ``batch`` users, in the rows
+    ``create_user``, ``create_access_key``, ``add_user_to_group``, ``put_inline_policy`` and
+    ``attach_policy`` write: calling those per user took 73 s for 100,000 users (a quota count per call,
     and ``ids.new_unique_id`` drawing 17 ``secrets.choice`` per id).
     ``tests/test_backend_scale.py`` checks a seeded store through the ``Store`` API.
 

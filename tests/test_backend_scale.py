@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -128,3 +127,15 @@ def test_the_store_reads_its_pages_through_a_memory_map(seeded):
     with Store.open(data_dir) as store:
         with store.transaction() as conn:
             assert conn.execute("PRAGMA mmap_size").fetchone()[0] >= 256 << 20
+
+
+def test_distinct_policies_give_each_user_texts_of_its_own(tmp_path):
+    scale.seed(tmp_path / "data", 3, distinct=True)
+    with Store.open(tmp_path / "data") as store:
+        texts = [store.get_inline_policy("user", f"agent-{n:06d}", "fleet-inline-1")[1] for n in range(3)]
+        assert len(set(texts)) == 3 and "${aws:username}" not in texts[0]
+        assert "fleet-home/agent-000002/*" in texts[2]
+        assert sum(policy_size(doc) for doc in scale.inline_documents("agent-000002")) <= store.quota("UserPolicySize")
+        for n in range(3):
+            for document in store.identity_policies("user", f"agent-{n:06d}"):
+                parse_policy(document)

@@ -23,7 +23,11 @@ _POLICY_COLS = ("p.name, p.policy_id, p.arn, p.path, p.description, p.created, p
 _BOUNDARY_TABLES = {"user": "users", "role": "roles"}
 
 # Every policy document granting to a user (own inline + attached + those of its groups)
-# or a role; managed policies contribute their default version.
+# or a role; managed policies contribute their default version. A user's groups come from
+# ``IN (SELECT ... group_members ...)`` rather than a join: without statistics, SQLite
+# planned the join from every group's policy rows inward (a scan of all group policies
+# per request, 250 us at 100 groups); the subquery makes it start from the user's
+# memberships (``group_members_by_user``). bench/backend_scale.py measured it.
 _USER_POLICIES = """
 SELECT document FROM inline_policies WHERE kind = 'user' AND owner_id = :id
 UNION ALL
@@ -31,14 +35,12 @@ SELECT v.document FROM policy_attachments a JOIN policies p USING (policy_id)
   JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version
   WHERE a.kind = 'user' AND a.owner_id = :id
 UNION ALL
-SELECT i.document FROM group_members m JOIN inline_policies i ON i.kind = 'group' AND i.owner_id = m.group_id
-  WHERE m.user_id = :id
+SELECT document FROM inline_policies
+  WHERE kind = 'group' AND owner_id IN (SELECT group_id FROM group_members WHERE user_id = :id)
 UNION ALL
-SELECT v.document FROM group_members m
-  JOIN policy_attachments a ON a.kind = 'group' AND a.owner_id = m.group_id
-  JOIN policies p ON p.policy_id = a.policy_id
+SELECT v.document FROM policy_attachments a JOIN policies p USING (policy_id)
   JOIN policy_versions v ON v.policy_id = p.policy_id AND v.version = p.default_version
-  WHERE m.user_id = :id
+  WHERE a.kind = 'group' AND a.owner_id IN (SELECT group_id FROM group_members WHERE user_id = :id)
 """
 _ROLE_POLICIES = """
 SELECT document FROM inline_policies WHERE kind = 'role' AND owner_id = :id

@@ -20,12 +20,16 @@ import httpx
 import pyotp
 import pytest
 import trio
+import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics import AgentMetrics
 from metadata_server.imds import FORBIDDEN_HOST, UNAUTHORIZED
+from sts_backend.metrics import BackendMetrics
+from tests.clocks import FixedClock
 from tests.imds_support import http_request
 from tests.test_daemon import CREDS, agent_config, backend, imds_credentials, start_agent  # noqa: F401 - fixture
 from wire.http import HttpRequest, HttpResponse
@@ -161,8 +165,6 @@ def test_per_role_labels_are_rule_names_and_counting_is_per_answer():
 
 
 def _text(metrics) -> str:
-    from prometheus_client import generate_latest
-
     return generate_latest(metrics.registry).decode()
 
 
@@ -267,3 +269,64 @@ def test_backend_metrics_off_loopback_are_refused_without_the_opt_in(tmp_path):
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert "metrics address 192.0.2.1:9100 is not loopback" in done.stderr
     assert "--metrics-allow-remote" in done.stderr
+
+
+# ---- pure parts: the scrape-time gauges, the alert rules ------------------------------------------
+
+
+class _Held:
+    def __init__(self, expiration):
+        self.expiration = expiration
+
+
+class _Rotator:
+    def __init__(self, held):
+        self.held = held
+
+    def current(self):
+        return self.held
+
+
+class _Mfa:
+    def __init__(self, until):
+        self.until = until
+
+    def status(self):
+        return {"mfa_serial": "arn:aws:iam::123456789012:mfa/me", "mfa_expiration": self.until, "mfa_waiting": False}
+
+
+def _agent_scrape(rotators, mfa) -> tuple[dict, dt.datetime]:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    metrics = AgentMetrics(FixedClock(now))
+    metrics.refresh_observer(None)
+    metrics.watch(rotators, lambda: mfa)
+    return samples(_text(metrics)), now
+
+
+def test_expiry_and_mfa_gauges_are_read_at_scrape_time():
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    rotators = {None: _Rotator(_Held(now + dt.timedelta(seconds=1234))), "ci": _Rotator(None)}
+    found, _ = _agent_scrape(rotators, _Mfa(now + dt.timedelta(hours=2)))
+    assert value(found, "rolecall_agent_credentials_expiry_seconds", role="default") == 1234
+    assert value(found, "rolecall_agent_credentials_expiry_seconds", role="ci") == 0
+    assert value(found, "rolecall_agent_mfa_session_remaining_seconds") == 7200
+    found, _ = _agent_scrape(rotators, _Mfa(None))   # a session configured, none held yet
+    assert value(found, "rolecall_agent_mfa_session_remaining_seconds") == 0
+    found, _ = _agent_scrape(rotators, None)   # no [source] mfa_serial
+    assert not any(name.startswith("rolecall_agent_mfa") for name, _ in found)
+
+
+def test_the_alert_rules_use_metrics_that_exist():
+    class Lanes:
+        def lane_statistics(self):
+            return (0, 0, 1), (0, 0, 4)
+
+    backend = BackendMetrics()
+    backend.watch(Lanes())
+    found, now = _agent_scrape({None: _Rotator(_Held(dt.datetime(2026, 1, 1, 1, tzinfo=dt.timezone.utc)))}, None)
+    exposed = {name for name, _ in found} | {name for name, _ in samples(_text(backend))}
+    rules = yaml.safe_load((REPO / "examples" / "rolecall-alerts.yml").read_text())
+    used = {name for group in rules["groups"] for rule in group["rules"]
+            for name in re.findall(r"rolecall_[a-z_]+", rule["expr"])}
+    assert {"rolecall_agent_credentials_expiry_seconds", "rolecall_agent_refreshes_total"} <= used
+    assert used <= exposed, used - exposed

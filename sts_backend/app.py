@@ -28,7 +28,8 @@ Every response carries ``x-amzn-RequestId``, ``Content-Type: text/xml`` and
 ``Date`` (from the injected wall clock, so SDKs that correct their clock from it
 see the backend's time). Errors are ``ErrorResponse`` documents with the AWS
 code and status; anything unexpected is a 500 ``InternalFailure``, logged as one
-line without request data. Every call, answered or refused, is one audit line
+line without request data. With a ``metrics.BackendMetrics``, each answer is also
+counted (action, code, latency). Every call, answered or refused, is one audit line
 (``audit``: bounded for unauthenticated requests). An IAM change runs in one
 store transaction with its audit line written and synced inside it: when the
 line cannot be written the change is rolled back and the answer is 503 naming

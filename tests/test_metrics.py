@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics import AgentMetrics
-from metadata_server.imds import FORBIDDEN_HOST, UNAUTHORIZED
+from metadata_server.imds import FORBIDDEN, FORBIDDEN_HOST, FORBIDDEN_PEER, UNAUTHORIZED
 from sts_backend.metrics import BackendMetrics
 from tests.clocks import FixedClock
 from tests.imds_support import http_request
@@ -148,10 +149,11 @@ def test_per_role_labels_are_rule_names_and_counting_is_per_answer():
     metrics = AgentMetrics(wall_clock=None)
     metrics.refresh_observer("build")(True)
     metrics.refresh_observer(None)(False)
-    answers = iter([FORBIDDEN_HOST, UNAUTHORIZED, HttpResponse(404, (), b""), HttpResponse(200, (), b"x")])
+    answers = iter([FORBIDDEN_HOST, UNAUTHORIZED, HttpResponse(404, (), b""), HttpResponse(200, (), b"x"),
+                    FORBIDDEN_PEER, FORBIDDEN, HttpResponse(404, (), b"")])
     handler = metrics.metered(lambda req: next(answers))
     for path in ("/latest/meta-data/iam/info", "/latest/meta-data/iam/security-credentials/",
-                 "/latest/meta-data/nothing-here", "//latest/api/token"):
+                 "/latest/meta-data/nothing-here", "//latest/api/token", "/", "/latest/api/token/", "/etc/passwd"):
         handler(HttpRequest("GET", path, (), b""))
     found = samples(_text(metrics))
     assert value(found, "rolecall_agent_refreshes_total", role="build", result="success") == 1
@@ -162,6 +164,32 @@ def test_per_role_labels_are_rule_names_and_counting_is_per_answer():
     assert value(found, "rolecall_agent_requests_total", endpoint="imds", path="token", status="200") == 1
     assert value(found, "rolecall_agent_refused_requests_total", endpoint="imds", reason="host") == 1
     assert value(found, "rolecall_agent_refused_requests_total", endpoint="imds", reason="token") == 1
+    assert value(found, "rolecall_agent_refused_requests_total", endpoint="imds", reason="peer") == 1
+    # "/" (peer refused) and a versioned token path: a 403 that is no defence's is a status, not a refusal
+    assert value(found, "rolecall_agent_requests_total", endpoint="imds", path="metadata", status="403") == 2
+    assert value(found, "rolecall_agent_requests_total", endpoint="imds", path="other", status="404") == 1
+    assert sum(v for (name, _), v in found.items() if name == "rolecall_agent_refused_requests_total") == 3
+
+
+def test_store_events_are_told_apart_by_sqlite_code(tmp_path):
+    """A real SQLITE_BUSY (a second connection's write while the first holds the lock) is ``busy``."""
+    first = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    first.execute("CREATE TABLE t (x)")
+    first.execute("BEGIN EXCLUSIVE")
+    second = sqlite3.connect(tmp_path / "db", timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as busy:
+        second.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError) as broken:
+        sqlite3.connect(":memory:").execute("SELECT * FROM no_such_table")
+    metrics = BackendMetrics()
+    metrics.store_error(busy.value)
+    metrics.store_error(broken.value)
+    metrics.store_error(None)   # a lane's connection could not be opened
+    found = samples(_text(metrics))
+    assert value(found, "rolecall_backend_store_events_total", event="busy") == 1
+    assert value(found, "rolecall_backend_store_events_total", event="unavailable") == 2
+    first.close()
+    second.close()
 
 
 def _text(metrics) -> str:

@@ -66,6 +66,7 @@ class BackendMetrics:
                               "busy or locked) or unavailable.", ("event",), registry=r)
         self._actions = operations("sts") | operations("iam")
         self._children: dict[tuple[str | None, str], tuple[Any, Any]] = {}
+        self._watched: _LaneCollector | None = None
         for action in ("AssumeRole", "GetCallerIdentity", "GetSessionToken"):
             self._bind(action, OK)   # the hot ones, bound before the first call
         for event in ("busy", "unavailable"):
@@ -104,8 +105,10 @@ class BackendMetrics:
         self._store.labels("busy" if busy else "unavailable").inc()
 
     def watch(self, backend: Any) -> None:
-        """Report ``backend``'s lanes (``app.Backend``) at each scrape."""
-        self.registry.register(_LaneCollector(backend))
+        """Report ``backend``'s lanes (``app.Backend``) at each scrape (once: a second call is ignored)."""
+        if self._watched is None:
+            self._watched = _LaneCollector(backend)
+            self.registry.register(self._watched)
 
 
 class _LaneCollector(Collector):

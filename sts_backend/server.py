@@ -13,6 +13,9 @@ is closed when serving ends. The layer's own refusals (malformed HTTP, sizes,
 timeouts, a failed handler) are AWS ``ErrorResponse`` XML with an
 ``x-amzn-RequestId`` like every other answer (``app.layer_error_response``).
 
+With ``metrics_listen`` the backend's Prometheus metrics (``sts_backend.metrics``)
+are served at ``/metrics`` on a listener of their own (``wire.metrics_endpoint``).
+
 Plain HTTP on an address that is not loopback is refused (``check_listen``)
 unless the operator says ``--insecure-http``: access keys' signatures, secrets
 in CreateAccessKey answers and session tokens would cross the network in clear.

@@ -32,7 +32,7 @@ from metadata_server.imds import FORBIDDEN, FORBIDDEN_HOST, FORBIDDEN_PEER, UNAU
 from sts_backend.metrics import BackendMetrics
 from tests.clocks import FixedClock
 from tests.imds_support import http_request
-from tests.test_daemon import CREDS, agent_config, backend, imds_credentials, start_agent  # noqa: F401 - fixture
+from tests.test_daemon import CREDS, StsBackend, agent_config, imds_credentials, start_agent
 from wire.http import HttpRequest, HttpResponse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,16 @@ async def scrape(address: str, path: str = "/metrics", method: str = "GET") -> h
 # ---- the agent ---------------------------------------------------------------------------------
 
 
-async def test_agent_metrics_count_what_happened_and_hold_no_secret(nursery, backend, short_dir,  # noqa: F811
+@pytest.fixture
+async def backend(nursery, tmp_path, wall_clock):
+    """The included backend in the test's trio run, with the demo account (as tests/test_daemon.py)."""
+    sts = StsBackend(tmp_path / "backend", wall_clock)
+    await sts.start(nursery)
+    sts.account = await sts.demo()
+    return sts
+
+
+async def test_agent_metrics_count_what_happened_and_hold_no_secret(nursery, backend, short_dir,
                                                                    wall_clock, autojump_clock, caplog):
     caplog.set_level("INFO")
     token_file = short_dir / "token"
@@ -117,7 +126,7 @@ async def test_agent_metrics_count_what_happened_and_hold_no_secret(nursery, bac
     assert head.status_code == 200 and head.content == b""
 
 
-async def test_agent_failed_refreshes_and_no_credentials_show(nursery, backend, short_dir,  # noqa: F811
+async def test_agent_failed_refreshes_and_no_credentials_show(nursery, backend, short_dir,
                                                              wall_clock, autojump_clock):
     account = backend.account
     missing = account.role_arn.rsplit("/", 1)[0] + "/no-such-role"
@@ -135,7 +144,7 @@ async def test_agent_failed_refreshes_and_no_credentials_show(nursery, backend, 
     assert "no-such-role" not in (await scrape(agent.metrics[0])).text
 
 
-async def test_agent_metrics_are_off_by_default(nursery, backend, short_dir, wall_clock,  # noqa: F811
+async def test_agent_metrics_are_off_by_default(nursery, backend, short_dir, wall_clock,
                                                autojump_clock, caplog):
     caplog.set_level("INFO")
     agent = await start_agent(nursery, agent_config(short_dir, backend.url, backend.account), wall_clock)
@@ -349,10 +358,10 @@ def test_the_alert_rules_use_metrics_that_exist():
         def lane_statistics(self):
             return (0, 0, 1), (0, 0, 4)
 
-    backend = BackendMetrics()
-    backend.watch(Lanes())
+    backend_metrics = BackendMetrics()
+    backend_metrics.watch(Lanes())
     found, now = _agent_scrape({None: _Rotator(_Held(dt.datetime(2026, 1, 1, 1, tzinfo=dt.timezone.utc)))}, None)
-    exposed = {name for name, _ in found} | {name for name, _ in samples(_text(backend))}
+    exposed = {name for name, _ in found} | {name for name, _ in samples(_text(backend_metrics))}
     rules = yaml.safe_load((REPO / "examples" / "rolecall-alerts.yml").read_text())
     used = {name for group in rules["groups"] for rule in group["rules"]
             for name in re.findall(r"rolecall_[a-z_]+", rule["expr"])}

@@ -44,8 +44,8 @@ import stat
 import tomllib
 from collections.abc import Callable, Mapping
 
-from agent.config_sections import (parse_container, parse_control_socket, parse_metadata, parse_role, parse_source,
-                                   parse_sts, refuse_for_web_identity)
+from agent.config_sections import (parse_container, parse_control_socket, parse_metadata, parse_metrics_listen,
+                                   parse_role, parse_source, parse_sts, refuse_for_web_identity)
 from agent.config_roles import lookup_uid, parse_roles, rule_warnings
 from agent.config_table import Table, read_sections
 from agent.config_types import AgentConfig, RoleConfig, RoleRule
@@ -135,7 +135,8 @@ def parse_config(text: str, path: str, *, environ: Mapping[str, str] | None = No
     container = parse_container(tables["container"], base_dir) if tables["container"].present else None
     _check_container_role(path, container, role, roles)
     control_socket = parse_control_socket(tables["agent"], environ, os.getuid() if uid is None else uid)
-    return AgentConfig(path, sts, source, role, metadata, container, control_socket, roles)
+    metrics_listen = parse_metrics_listen(tables["agent"])
+    return AgentConfig(path, sts, source, role, metadata, container, control_socket, roles, metrics_listen)
 
 
 def _check_container_role(path: str, container, role: RoleConfig | None, roles: tuple[RoleRule, ...]) -> None:

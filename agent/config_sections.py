@@ -26,6 +26,7 @@ from agent.config_types import (ACCESS_KEY_ID, AWS_REGION, GLOBAL_REGION, MAX_SO
 from agent.errors import SourceError
 from agent.sources import read_secret_file, read_token_file
 from wire.listeners import is_loopback_host
+from wire.metrics_endpoint import check_metrics_listen
 from metadata_server.config import ContainerConfig, MetadataConfig
 
 _SOURCE_KINDS = {"secret_access_key": "static", "secret_access_key_file": "file", "env": "env",
@@ -354,3 +355,19 @@ def parse_control_socket(t: Table, environ: Mapping[str, str], uid: int) -> str:
     if len(os.fsencode(value)) > MAX_SOCKET_PATH:
         raise t.error("control_socket", f"must be at most {MAX_SOCKET_PATH} bytes (a unix socket path)")
     return value
+
+
+def parse_metrics_listen(t: Table) -> str | None:
+    """``[agent] metrics_listen``: the ``"H:P"`` of the Prometheus endpoint, off (None) by default;
+    loopback only unless ``metrics_allow_remote = true`` (as ``[sts] insecure_http`` opts in)."""
+    allow_remote = t.values.get("metrics_allow_remote", False)
+    if type(allow_remote) is not bool:
+        raise t.error("metrics_allow_remote", "must be true or false")
+    address = t.string("metrics_listen")
+    if address is None:
+        return None
+    try:
+        check_metrics_listen(address, allow_remote=allow_remote, opt_in="metrics_allow_remote = true")
+    except ValueError as exc:
+        raise t.error("metrics_listen", str(exc)) from None
+    return address

@@ -23,7 +23,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "metadata": ("listen", "tokens", "hop_limit", "allowed_hosts", "allowed_peers", "region",
                  "availability_zone", "instance_id"),
     "container": ("listen", "token_file", "role"),
-    "agent": ("control_socket",),
+    "agent": ("control_socket", "metrics_listen", "metrics_allow_remote"),
     "roles": (),  # a table of [roles.NAME] tables: ROLE_RULE_KEYS, checked by read_sections
 }
 ROLE_RULE_KEYS = (*SECTIONS["role"], "match")

@@ -175,6 +175,8 @@ class AgentConfig:
             (``default_control_socket``).
         roles: the ``[roles.NAME]`` rules, in file order (the first that
             matches a caller wins).
+        metrics_listen: ``[agent] metrics_listen``: where Prometheus metrics
+            are served (``"H:P"``), or None (off, the default).
     """
 
     path: str
@@ -185,6 +187,7 @@ class AgentConfig:
     container: ContainerConfig | None
     control_socket: str
     roles: tuple[RoleRule, ...] = ()
+    metrics_listen: str | None = None
 
 
 def default_control_socket(environ: Mapping[str, str], uid: int) -> str:

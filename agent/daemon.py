@@ -23,6 +23,10 @@ starts, in this order:
    sd_notify ``READY=1``; the watchdog pinger; the STATUS updater; and the
    signal watcher (SIGTERM/SIGINT: stop, SIGHUP: reload).
 
+With ``[agent] metrics_listen``, the Prometheus endpoint (``agent.metrics``,
+served by ``wire.metrics_endpoint``) is bound first, on a listener of its own,
+and logged as ``metrics on http://H:P/metrics``; without it nothing is counted.
+
 ``task_status.started(AgentHandle)`` comes once the listeners are bound, before
 the first credentials. Stopping (a signal or ``AgentHandle.stop()``) sends
 ``STOPPING=1``, shuts the HTTP servers down gracefully (no new connections,
@@ -72,6 +76,7 @@ from agent.config_roles import rule_warnings
 from agent.config_types import RoleConfig
 from agent.control import serve_control
 from agent.errors import AgentError, ConfigError
+from agent.metrics import AgentMetrics
 from agent.mfa_prompt import PROMPT_TIMEOUT
 from agent.rotator import FETCH_TIMEOUT, Rotator
 from agent.sdnotify import Notifier
@@ -83,6 +88,7 @@ from metadata_server.callers import CallerRule, holder_selector
 from metadata_server.server import METADATA_LIMITS, imds_server
 from wire.clock import SystemClock, WallClock, iso_z
 from wire.listeners import inherited_listeners_by_name, open_tcp_listeners
+from wire.metrics_endpoint import METRICS_PATH, metrics_server
 from wire.peer_identity import all_uids_visible, self_check
 from wire.private_files import private_dir
 from wire.serve import Server
@@ -107,6 +113,7 @@ class AgentHandle:
         rotator: the rotation scheduler (``status()``, ``ready``, ``refresh_now()``)
             of ``[role]``, or of the first ``[roles.NAME]`` without one.
         rotators: every role's rotator: ``None`` for ``[role]``, else the rule's NAME.
+        metrics: the Prometheus endpoint's bound ``"H:P"`` addresses (empty when off).
     """
 
     metadata: list[str]
@@ -116,6 +123,7 @@ class AgentHandle:
     _stop: trio.Event = field(repr=False)
     rotators: dict[str | None, Rotator] = field(default_factory=dict)
     _ready: trio.Event | None = field(default=None, repr=False)
+    metrics: list[str] = field(default_factory=list)
 
     @property
     def ready(self) -> trio.Event:
@@ -130,13 +138,15 @@ class AgentHandle:
 class _Fetcher:
     """Turns the current ``[sts]``/``[source]``/``[role]`` into one ``fetch()`` for the rotator."""
 
-    def __init__(self, config: AgentConfig, wall_clock: WallClock, transport) -> None:
+    def __init__(self, config: AgentConfig, wall_clock: WallClock, transport,
+                 metrics: AgentMetrics | None = None) -> None:
         self.role, self.wall_clock = config.role, wall_clock
         self.served_arn = config.role.arn if config.role is not None else None
         self.client = StsClient(config.sts.endpoint_url, config.sts.region, clock=wall_clock,
                                 timeout=config.sts.timeout_seconds, transport=transport,
                                 verify=config.sts.ca_bundle or True, max_attempts=2,
-                                global_endpoint=config.sts.global_endpoint)
+                                global_endpoint=config.sts.global_endpoint,
+                                observe=metrics.observe_sts if metrics is not None else None)
         self.source = self.build(config)
 
     def build(self, config: AgentConfig):
@@ -168,7 +178,7 @@ class _RuleFetch:
 
 
 _RESTART_ONLY = (("sts", "[sts]"), ("metadata", "[metadata]"), ("container", "[container]"),
-                 ("control_socket", "[agent] control_socket"))
+                 ("control_socket", "[agent] control_socket"), ("metrics_listen", "[agent] metrics_listen"))
 
 
 def _read_for_reload(old: AgentConfig, fetcher: _Fetcher):
@@ -210,7 +220,7 @@ async def _reload(old: AgentConfig, fetcher: _Fetcher) -> AgentConfig | None:
     log.info("reloaded %s: credential source re-read, [role] used from the next refresh%s", old.path,
              f"; needs a restart to change: {', '.join(restart)}" if restart else "")
     return AgentConfig(old.path, old.sts, new.source, role, old.metadata, old.container, old.control_socket,
-                       old.roles)
+                       old.roles, old.metrics_listen)
 
 
 def status_document(rotator: Rotator, role_arn: str | None = None, mfa: MfaSession | None = None) -> dict:
@@ -239,7 +249,10 @@ class _Agent:
                  inherited_container: list[trio.abc.Listener] = ()) -> None:
         self.config, self.wall_clock, self.notifier = config, wall_clock, notifier
         self.inherited_container = list(inherited_container)   # systemd's "container" sockets
-        self.fetcher = _Fetcher(config, wall_clock, transport)
+        # Prometheus metrics only when asked for: off, nothing is counted
+        self.metrics = AgentMetrics(wall_clock) if config.metrics_listen else None
+        self.fetcher = _Fetcher(config, wall_clock, transport, self.metrics)
+        attempts = self.metrics.refresh_observer if self.metrics is not None else lambda name: None
         # a fetch with MFA may wait for a person to answer a dialog
         fetch_timeout = FETCH_TIMEOUT + (PROMPT_TIMEOUT if config.source.mfa_serial else 0)
         # a rotator per role is the holder the endpoints ask (``current()``): None is [role]'s
@@ -247,11 +260,12 @@ class _Agent:
         if config.role is not None:
             self.rotators[None] = Rotator(self.fetcher.fetch, wall_clock, role_arn=config.role.arn,
                                           refresh_before_expiry=config.role.refresh_before_expiry_seconds,
-                                          fetch_timeout=fetch_timeout)
+                                          fetch_timeout=fetch_timeout, on_attempt=attempts(None))
         for rule in config.roles:
             self.rotators[rule.name] = Rotator(_RuleFetch(self.fetcher, rule.role).fetch, wall_clock,
                                                role_arn=rule.role.arn, fetch_timeout=fetch_timeout,
-                                               refresh_before_expiry=rule.role.refresh_before_expiry_seconds)
+                                               refresh_before_expiry=rule.role.refresh_before_expiry_seconds,
+                                               on_attempt=attempts(rule.name))
         self.rotator = next(iter(self.rotators.values()))
         self.ready = trio.Event()   # every rotator holds credentials
         self.stop = trio.Event()
@@ -265,6 +279,7 @@ class _Agent:
             self.nursery = nursery
             if handle_signals:
                 await nursery.start(self._signals)
+            metrics = await self._start_metrics(nursery)
             metadata = await self._start_metadata(nursery, inherited)
             container = await self._start_container(nursery)
             control = await nursery.start(serve_control, self.config.control_socket, self._control)
@@ -277,7 +292,7 @@ class _Agent:
             nursery.start_soon(self._status_updates)
             self.notifier.status("fetching the first credentials")
             task_status.started(AgentHandle(metadata, container, control, self.rotator, self.stop,
-                                            dict(self.rotators), self.ready))
+                                            dict(self.rotators), self.ready, metrics))
             await self.stop.wait()
             await self._shutdown()
             nursery.cancel_scope.cancel()
@@ -302,10 +317,21 @@ class _Agent:
         # the shared composition (metadata_server.server.imds_server): tests and bench/imds.py serve it too
         roles = self._role_selector() if self.config.roles else None
         server = imds_server(self.config.metadata, self.rotator, self.wall_clock, shutdown_grace=SHUTDOWN_GRACE,
-                             roles=roles)
+                             roles=roles, wrap=self.metrics.metered if self.metrics is not None else None)
         addresses = await self._serve(nursery, server, listeners)
         for address in addresses:
             log.info("listening on http://%s%s", address, " (socket activation)" if inherited else "")
+        return addresses
+
+    async def _start_metrics(self, nursery: trio.Nursery) -> list[str]:
+        """``[agent] metrics_listen``: the Prometheus endpoint on a listener of its own (none when unset)."""
+        if self.metrics is None:
+            return []
+        self.metrics.watch(self.rotators, lambda: self.fetcher.mfa)
+        listeners = await _listen([self.config.metrics_listen])
+        addresses = await self._serve(nursery, metrics_server(self.metrics.registry), listeners)
+        for address in addresses:
+            log.info("metrics on http://%s%s", address, METRICS_PATH)
         return addresses
 
     def _role_selector(self):
@@ -327,6 +353,8 @@ class _Agent:
         inherited = self.inherited_container
         listeners = list(inherited) if inherited else await _listen(config.listen)
         handler = ContainerHandler(self.rotators[config.role], token, self.wall_clock, path=config.path)
+        if self.metrics is not None:
+            handler = self.metrics.metered(handler, container_path=config.path)
         server = Server(handler, limits=METADATA_LIMITS, shutdown_grace=SHUTDOWN_GRACE)
         addresses = await self._serve(nursery, server, listeners)
         for address in addresses:

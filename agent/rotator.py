@@ -113,6 +113,7 @@ class Rotator:
         log: the logger to use.
         role_arn: reported in ``status()``.
         fetch_timeout: seconds one fetch may take (trio clock).
+        on_attempt: called after each attempt with whether it installed credentials (metrics).
     """
 
     def __init__(self, fetch: Fetch, wall_clock: WallClock, *,
@@ -120,12 +121,13 @@ class Rotator:
                  random: _random.Random | None = None,
                  on_change: Callable[[RoleCredentials | None], None] | None = None,
                  log: logging.Logger = logger, role_arn: str | None = None,
-                 fetch_timeout: float = FETCH_TIMEOUT) -> None:
+                 fetch_timeout: float = FETCH_TIMEOUT,
+                 on_attempt: Callable[[bool], None] | None = None) -> None:
         if isinstance(refresh_before_expiry, (int, float)):
             refresh_before_expiry = _dt.timedelta(seconds=refresh_before_expiry)
         self._fetch, self._wall, self._lead = fetch, wall_clock, refresh_before_expiry
         self._random, self._on_change, self._log = random or _random.Random(), on_change, log
-        self._role_arn, self._fetch_timeout = role_arn, fetch_timeout
+        self._role_arn, self._fetch_timeout, self._on_attempt = role_arn, fetch_timeout, on_attempt
         self.ready = trio.Event()  # set once, when the first credentials are held
         self._held: RoleCredentials | None = None
         self._failures, self._requested = 0, False  # failed attempts in a row; a caller asked for one
@@ -249,8 +251,10 @@ class Rotator:
                                    f"{fetched.access_key_id} expire {iso_z(fetched.expiration)} (clock skew with STS?)")
             except Exception as exc:  # noqa: BLE001 - any failure of fetch keeps the old credentials
                 self._failed(exc)
+                self._attempted(False)
             else:
                 self._install(fetched)
+                self._attempted(True)
         finally:
             self._requested = False
             self._settled = generation  # a change during this attempt leaves _settled behind: _due() at once
@@ -309,6 +313,13 @@ class Rotator:
         keeping = f"keeping {held.access_key_id} (expires {iso_z(held.expiration)})" if held else "none held"
         self._log.warning("credential refresh failed (attempt %d): %s; %s; retrying in %.1fs",
                           self._failures, self._last_error, keeping, delay)
+
+    def _attempted(self, installed: bool) -> None:
+        if self._on_attempt is not None:
+            try:
+                self._on_attempt(installed)
+            except Exception:  # noqa: BLE001 - a broken observer must not stop rotation
+                self._log.exception("on_attempt callback failed")
 
     def _schedule(self, point: _dt.datetime, now: _dt.datetime) -> None:
         self._target_wall = point

@@ -247,6 +247,8 @@ class StsClient:
         backoff_base: the first retry waits up to this many seconds.
         backoff_cap: no wait exceeds this.
         random: a float in [0, 1) for the jitter.
+        observe: called after each attempt with ``(action, answered, seconds)`` on trio's
+            clock (``answered``: a parsed success); the agent's metrics.
 
     Raises:
         ValueError: a bad region or ``max_attempts``.
@@ -258,13 +260,14 @@ class StsClient:
                  verify: ssl.SSLContext | str | bool = True, max_attempts: int = 4,
                  sleep: Callable[[float], Awaitable[Any]] = trio.sleep, global_endpoint: bool = False,
                  backoff_base: float = 1.0, backoff_cap: float = 20.0,
-                 random: Callable[[], float] = _random.random) -> None:
+                 random: Callable[[], float] = _random.random,
+                 observe: Callable[[str, bool, float], None] | None = None) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.endpoint = resolve_endpoint(endpoint_url, region, global_endpoint=global_endpoint)
         self.timeout = timeout
         self.max_attempts = max_attempts
-        self._clock, self._sleep, self._random = clock, sleep, random
+        self._clock, self._sleep, self._random, self._observe = clock, sleep, random, observe
         self._backoff = (backoff_base, backoff_cap)
         # Proxies from the environment (HTTP_PROXY...) serve remote endpoints (a corporate
         # network's way out to AWS), never a loopback one: the answers carry secrets.
@@ -415,10 +418,17 @@ class StsClient:
         return self._random() * min(cap, base * 2 ** (attempt - 1))
 
     async def _attempt(self, action: str, body: bytes, auth: SigV4Auth | None) -> dict:
-        with trio.move_on_after(self.timeout):
-            status, headers, content = await self._exchange(action, body, auth)
-            return self._parse(action, status, headers, content)
-        raise StsUnavailable(action, f"no answer from {self.endpoint.host} within {self.timeout:g} s")
+        started, answered = trio.current_time(), False
+        try:
+            with trio.move_on_after(self.timeout):
+                status, headers, content = await self._exchange(action, body, auth)
+                result = self._parse(action, status, headers, content)
+                answered = True
+                return result
+            raise StsUnavailable(action, f"no answer from {self.endpoint.host} within {self.timeout:g} s")
+        finally:
+            if self._observe is not None:
+                self._observe(action, answered, trio.current_time() - started)
 
     async def _exchange(self, action: str, body: bytes, auth: SigV4Auth | None) -> tuple[int, httpx.Headers, bytes]:
         host = self.endpoint.host

@@ -2,6 +2,7 @@
 
     rolecall backend init --data-dir D [--account-id N]
     rolecall backend serve --data-dir D [--listen H:P] [--tls-cert F --tls-key F] [--insecure-http]
+                           [--metrics-listen H:P [--metrics-allow-remote]]
     rolecall backend rotate-token-key --data-dir D
     rolecall backend retire-token-key --data-dir D [--key-id N]
     rolecall backend revoke-sessions --data-dir D (--role NAME | --user NAME)
@@ -9,7 +10,8 @@
     rolecall backend set-quota --data-dir D NAME VALUE
 
 ``init`` prints the bootstrap administrator's keys once, as one JSON object.
-``serve`` logs ``listening on http://H:P`` once bound and exits 0 on SIGTERM/SIGINT.
+``serve`` logs ``listening on http://H:P`` once bound and exits 0 on SIGTERM/SIGINT;
+with ``--metrics-listen`` it serves Prometheus metrics there (``metrics on http://H:P/metrics``).
 ``rotate-token-key`` adds a new session-token key; tokens sealed under older keys
 keep verifying until they expire (a running server picks the key up on its own).
 ``retire-token-key`` deletes the oldest key (or ``--key-id N``), never the current
@@ -52,6 +54,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="address to listen on (default 127.0.0.1:8900; port 0 picks one)")
     serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate chain")
     serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    serve.add_argument("--metrics-listen", metavar="H:P",
+                       help="serve Prometheus metrics at http://H:P/metrics (off by default; loopback only "
+                            "unless --metrics-allow-remote)")
+    serve.add_argument("--metrics-allow-remote", action="store_true",
+                       help="allow a --metrics-listen address that is not loopback")
     serve.add_argument("--insecure-http", action="store_true",
                        help="allow plain HTTP on a non-loopback address")
     add_audit_options(serve)
@@ -116,12 +123,17 @@ def _serve(args: argparse.Namespace) -> int:
     from sts_backend import server
     from sts_backend.app import Backend
     from sts_backend.audit import AuditLog
+    from sts_backend.metrics import BackendMetrics
     from wire.clock import SystemClock
+    from wire.metrics_endpoint import check_metrics_listen
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("backend serve: --tls-cert and --tls-key go together")
     try:
         server.check_listen([args.listen], tls=bool(args.tls_cert), insecure_http=args.insecure_http)
+        if args.metrics_listen:
+            check_metrics_listen(args.metrics_listen, allow_remote=args.metrics_allow_remote,
+                                 opt_in="--metrics-allow-remote")
     except ValueError as exc:
         raise CliError(f"backend serve: {exc}") from None
     context = None
@@ -135,10 +147,12 @@ def _serve(args: argparse.Namespace) -> int:
     store = _open_store(args.data_dir)
     audit = AuditLog(Path(args.data_dir) / "audit.log", max_bytes=args.audit_max_bytes, keep=args.audit_keep)
     try:
-        server.run(Backend(store, SystemClock(), audit, secure_transport=context is not None), [args.listen],
-                   ssl_context=context)
+        metrics = BackendMetrics() if args.metrics_listen else None
+        server.run(Backend(store, SystemClock(), audit, secure_transport=context is not None, metrics=metrics),
+                   [args.listen], ssl_context=context, metrics_listen=args.metrics_listen)
     except OSError as exc:
-        raise CliError(f"backend serve: cannot listen on {args.listen}: {exc.strerror or exc}") from None
+        where = f"{args.listen} or {args.metrics_listen}" if args.metrics_listen else args.listen
+        raise CliError(f"backend serve: cannot listen on {where}: {exc.strerror or exc}") from None
     finally:
         audit.close()
         store.close()

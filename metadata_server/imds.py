@@ -61,7 +61,8 @@ from metadata_server.tokens import TokenSealer, parse_ttl
 from wire.clock import WallClock
 from wire.http import HttpRequest, HttpResponse
 
-__all__ = ["ImdsHandler", "RoleSelector", "TOKEN_HEADER", "TOKEN_PATH", "TTL_HEADER", "caller_binding"]
+__all__ = ["ImdsHandler", "RoleSelector", "TOKEN_HEADER", "TOKEN_PATH", "TTL_HEADER", "caller_binding", "path_class",
+           "refusal_reason"]
 
 # (the connection's caller identity or None, the peer's address) -> the holder of its role, or None
 RoleSelector = Callable[[Any, "str | None"], "CredentialHolder | None"]
@@ -90,6 +91,11 @@ def _page(status: int, reason: str, *extra: tuple[str, str]) -> HttpResponse:
 
 
 FORBIDDEN = HttpResponse(403, (_TEXT,), b"")
+# The same answer for each defence, as distinct objects, so that ``refusal_reason`` can say which
+# one refused a request without the handler doing any work for it.
+FORBIDDEN_HOST = HttpResponse(403, (_TEXT,), b"")
+FORBIDDEN_PEER = HttpResponse(403, (_TEXT,), b"")
+FORBIDDEN_HOP = HttpResponse(403, (_TEXT,), b"")
 BAD_REQUEST = _page(400, "Bad Request")
 UNAUTHORIZED = _page(401, "Unauthorized")
 NOT_FOUND = _page(404, "Not Found")
@@ -142,6 +148,32 @@ def _is_credential_path(key: str) -> bool:
     if key in (_CREDS, _EXT, _INFO):
         return True
     return key.startswith(_CREDS + "/") or key.startswith(_EXT + "/")
+
+
+def path_class(path: str) -> str:
+    """A request path's class, a bounded label for metrics: ``token``, ``credentials`` (the paths
+    that answer from held credentials), ``metadata`` (the other paths under ``/latest/``) or ``other``."""
+    path = _normal_path(path)
+    if path == TOKEN_PATH:
+        return "token"
+    key = path[:-1] if len(path) > 1 and path[-1] == "/" else path
+    if _is_credential_path(key):
+        return "credentials"
+    return "metadata" if path == "/" or path.startswith("/latest") else "other"
+
+
+def refusal_reason(answer: HttpResponse) -> str | None:
+    """Which defence ``answer`` (an ``ImdsHandler`` answer) is the refusal of: ``host``, ``peer``,
+    ``hop`` (``X-Forwarded-For``: a proxy in between) or ``token`` (401); None for any other answer."""
+    if answer.status == 401:
+        return "token"
+    if answer.status != 403:
+        return None
+    if answer is FORBIDDEN_HOST:
+        return "host"
+    if answer is FORBIDDEN_PEER:
+        return "peer"
+    return "hop" if answer is FORBIDDEN_HOP else None
 
 
 class ImdsHandler:
@@ -234,11 +266,11 @@ class ImdsHandler:
     def refusal(self, req: HttpRequest) -> HttpResponse | None:
         """The 403 for a request that fails a defence, or None when it may proceed."""
         if not self._host_allowed(req):
-            return FORBIDDEN
+            return FORBIDDEN_HOST
         if req.peer is None or not self._peers.allows(req.peer[0]):
-            return FORBIDDEN
+            return FORBIDDEN_PEER
         if req.header("x-forwarded-for") is not None:
-            return FORBIDDEN
+            return FORBIDDEN_HOP
         return None
 
     # -- entry point ------------------------------------------------------

@@ -24,7 +24,7 @@ from metadata_server.container import ContainerHandler
 from metadata_server.credentials import CredentialHolder
 from metadata_server.imds import ImdsHandler, RoleSelector
 from wire.clock import WallClock
-from wire.http import Limits
+from wire.http import Handler, Limits
 from wire.listeners import open_tcp_listeners
 from wire.serve import Server
 
@@ -55,6 +55,7 @@ def imds_server(
     shutdown_grace: float = 10.0,
     roles: RoleSelector | None = None,
     identify: Callable | None = None,
+    wrap: Callable[[Handler], Handler] | None = None,
 ) -> Server:
     """The IMDS endpoint, ready to ``serve(listeners)``: ``ImdsHandler`` over ``holder`` on the serving layer.
 
@@ -71,10 +72,12 @@ def imds_server(
         roles: per-caller roles (``ImdsHandler``'s ``roles``); then ``identify``
             (``wire.peer_identity.lookup`` by default) names each connection's caller.
         identify: ``(local, peer) -> identity``, once per connection.
+        wrap: ``handler -> handler`` around the ``ImdsHandler`` (the agent's metrics count its answers).
     """
     if roles is not None and identify is None:
         from wire.peer_identity import lookup as identify   # Linux-only: imported when roles are on
-    return Server(ImdsHandler(config, holder, wall_clock, roles=roles), limits=limits,
+    handler: Handler = ImdsHandler(config, holder, wall_clock, roles=roles)
+    return Server(handler if wrap is None else wrap(handler), limits=limits,
                   shutdown_grace=shutdown_grace, identify=identify if roles is not None else None)
 
 

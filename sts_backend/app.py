@@ -28,7 +28,8 @@ Every response carries ``x-amzn-RequestId``, ``Content-Type: text/xml`` and
 ``Date`` (from the injected wall clock, so SDKs that correct their clock from it
 see the backend's time). Errors are ``ErrorResponse`` documents with the AWS
 code and status; anything unexpected is a 500 ``InternalFailure``, logged as one
-line without request data. Every call, answered or refused, is one audit line
+line without request data. With a ``metrics.BackendMetrics``, each answer is also
+counted (action, code, latency). Every call, answered or refused, is one audit line
 (``audit``: bounded for unauthenticated requests). An IAM change runs in one
 store transaction with its audit line written and synced inside it: when the
 line cannot be written the change is rolled back and the answer is 503 naming
@@ -95,6 +96,7 @@ import logging
 import re
 import sqlite3
 import threading
+from time import perf_counter
 from typing import Any
 
 import httpx
@@ -103,6 +105,7 @@ import trio
 from sts_backend import iam, iam_boundaries, sts, sts_web_identity
 from sts_backend.audit import AuditRecord, NullAudit
 from sts_backend.jwks import JwksCache
+from sts_backend.metrics import BackendMetrics
 from sts_backend.auth import (UNSIGNED_ACTIONS, Authenticator, Principal, check_call, principal_policies,
                               request_context, unsigned_call)
 from sts_backend.errors import AccessDenied, BackendError, MfaLockout, ReceiverError, SenderError
@@ -147,11 +150,14 @@ class Backend:
         web_keys: identity providers' signing keys for AssumeRoleWithWebIdentity
             (``jwks.JwksCache``: fetches over HTTPS); a fresh cache by default.
         secure_transport: every request arrives over TLS (``aws:SecureTransport``).
+        metrics: where each call is counted (``metrics.BackendMetrics``); none by default.
     """
 
     def __init__(self, store: Any, clock: WallClock, audit: Any = None, throttle: KeyThrottle | None = None,
-                 web_keys: JwksCache | None = None, *, secure_transport: bool = False) -> None:
+                 web_keys: JwksCache | None = None, *, secure_transport: bool = False,
+                 metrics: BackendMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
         self.web_keys = web_keys if web_keys is not None else JwksCache()
         self.clock = clock
         self.audit = audit if audit is not None else NullAudit()
@@ -208,10 +214,12 @@ class Backend:
             return
         try:
             self._reader = Backend(opener(), self.clock, self.audit, self.throttle, self.web_keys,
-                                   secure_transport=self.secure_transport)
+                                   secure_transport=self.secure_transport, metrics=self.metrics)
         except Exception as exc:  # noqa: BLE001 - the write lane can serve everything
             log.warning("cannot open the read lane (%s); serving every call on the write lane",
                         type(exc).__name__)
+            if self.metrics is not None:
+                self.metrics.store_error(None)
             self._reader_failed = True
 
     def _serve_web_identity(self, req: HttpRequest, params: dict[str, str]) -> HttpResponse:
@@ -220,15 +228,29 @@ class Backend:
             lane = self._web_readers.pop() if self._web_readers else None
         if lane is None:
             try:
-                lane = Backend(self.store.reader(), self.clock, self.audit, self.throttle, self.web_keys)
+                lane = Backend(self.store.reader(), self.clock, self.audit, self.throttle, self.web_keys,
+                               metrics=self.metrics)
             except Exception as exc:  # noqa: BLE001 - answered as AWS answers an overloaded service
                 log.warning("cannot open a web-identity lane (%s)", type(exc).__name__)
+                if self.metrics is not None:
+                    self.metrics.store_error(None)
                 return layer_error_response(503)
         try:
             return lane.handle(req, params)
         finally:
             with self._web_guard:
                 self._web_readers.append(lane)
+
+    def lane_statistics(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """``(busy, queued, workers)`` of the write lane and of the web-identity lane (pool saturation);
+        zeros before the first call opened them. Call on the event loop."""
+        def of(lane: trio.CapacityLimiter | None, workers: int) -> tuple[int, int, int]:
+            if lane is None:
+                return 0, 0, workers
+            stats = lane.statistics()
+            return stats.borrowed_tokens, stats.tasks_waiting, workers
+
+        return of(self._write_lane, 1), of(self._web_lane, WEB_IDENTITY_WORKERS)
 
     def close(self) -> None:
         """Close the read lanes' connections (the store itself stays open: its owner closes it).
@@ -250,6 +272,7 @@ class Backend:
             req: the request.
             params: its decoded form when the caller parsed it already (``__call__``).
         """
+        started = perf_counter()
         now = self.clock.now()
         record = AuditRecord(time=now, request_id=new_request_id(),
                              source=req.peer[0] if req.peer else None)
@@ -264,6 +287,8 @@ class Backend:
         except QueryError as exc:
             status, body = 400, self._error(SenderError(exc.code, exc.message), service, record)
         except sqlite3.Error as exc:
+            if self.metrics is not None:
+                self.metrics.store_error(exc)
             failure = store_failure(exc)
             status, body = failure.http_status, self._error(failure, service, record)
         except Exception as exc:  # the edge: a bug must not take the server down or leak details
@@ -272,6 +297,8 @@ class Backend:
             status, body = 500, self._error(ReceiverError(), service, record)
         if not written:
             self.audit.write(record)
+        if self.metrics is not None:
+            self.metrics.observe(record.action, record.error_code, perf_counter() - started)
         return HttpResponse(status, (("x-amzn-RequestId", record.request_id), ("Content-Type", "text/xml"),
                                      ("Date", self._dates.text(int(now.timestamp())))), body)
 
@@ -342,6 +369,8 @@ class Backend:
 
     def _error(self, exc: BackendError, service: str, record: AuditRecord) -> bytes:
         record.outcome, record.error_code = "error", exc.code
+        if self.metrics is not None:
+            self.metrics.error(exc)
         if isinstance(exc, MfaLockout):
             record.event, record.mfa_serial = exc.event, exc.serial
         fault = getattr(exc, "fault", "Sender")

@@ -13,6 +13,9 @@ is closed when serving ends. The layer's own refusals (malformed HTTP, sizes,
 timeouts, a failed handler) are AWS ``ErrorResponse`` XML with an
 ``x-amzn-RequestId`` like every other answer (``app.layer_error_response``).
 
+With ``metrics_listen`` the backend's Prometheus metrics (``sts_backend.metrics``)
+are served at ``/metrics`` on a listener of their own (``wire.metrics_endpoint``).
+
 Plain HTTP on an address that is not loopback is refused (``check_listen``)
 unless the operator says ``--insecure-http``: access keys' signatures, secrets
 in CreateAccessKey answers and session tokens would cross the network in clear.
@@ -32,6 +35,7 @@ import trio
 from sts_backend.app import Backend, layer_error_response
 from wire.http import Limits
 from wire.listeners import format_address, is_loopback_host, open_tcp_listeners, parse_address
+from wire.metrics_endpoint import METRICS_PATH, metrics_server
 from wire.serve import Server
 
 __all__ = ["ListenRefused", "check_listen", "tls_context", "run", "serve"]
@@ -72,14 +76,24 @@ def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
 
 
 async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl.SSLContext | None = None,
-                stop: trio.Event | None = None, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                stop: trio.Event | None = None, metrics_listen: str | None = None,
+                task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``handler`` on ``addresses`` until SIGTERM/SIGINT (or ``stop`` is set); SIGHUP reopens its audit log.
 
     Reports ``task_status.started(urls)`` (``http(s)://H:P``, the real port for
     port 0) once accepting; returns after a graceful shutdown. Pass ``stop`` to
     embed the server in a larger program that owns the signals (it must then
     not be the main thread's only signal watcher).
+
+    ``metrics_listen`` (``"H:P"``, checked by the caller with
+    ``wire.metrics_endpoint.check_metrics_listen``) serves ``handler.metrics``'s
+    registry at ``/metrics`` on a listener of its own, logged as ``metrics on
+    http://H:P/metrics`` (the real port) before the ``listening on`` lines.
     """
+    metrics = getattr(handler, "metrics", None) if metrics_listen else None
+    if metrics_listen and metrics is None:
+        raise ValueError("--metrics-listen needs a Backend built with metrics")
+    metrics_listeners = await open_tcp_listeners([metrics_listen]) if metrics is not None else []
     listeners: list[Any] = await open_tcp_listeners(addresses)
     scheme = "https" if ssl_context is not None else "http"
     urls = [f"{scheme}://{format_address(listener.socket.getsockname())}" for listener in listeners]
@@ -93,6 +107,12 @@ async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl
     try:
         with watch as signals:
             async with trio.open_nursery() as nursery:
+                scrape = None
+                if metrics is not None:
+                    metrics.watch(handler)
+                    scrape = metrics_server(metrics.registry)
+                    for address in await nursery.start(scrape.serve, metrics_listeners):
+                        log.info("metrics on http://%s%s", address, METRICS_PATH)
                 await nursery.start(server.serve, listeners)
                 for url in urls:
                     log.info("listening on %s", url)
@@ -107,6 +127,8 @@ async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl
                         log.info("%s: shutting down", signal.Signals(signum).name)
                         break
                 server.shutdown()
+                if scrape is not None:
+                    scrape.shutdown()
     finally:
         if isinstance(handler, Backend):
             handler.close()   # no request is in progress any more: the nursery has exited
@@ -123,6 +145,7 @@ def reopen_audit(audit: Any) -> None:
         log.error("SIGHUP: cannot reopen the audit log (%s); still writing the old file", exc.strerror or exc)
 
 
-def run(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl.SSLContext | None = None) -> None:
+def run(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl.SSLContext | None = None,
+        metrics_listen: str | None = None) -> None:
     """``serve`` in a fresh trio run (the ``rolecall backend serve`` entry point)."""
-    trio.run(lambda: serve(handler, addresses, ssl_context=ssl_context))
+    trio.run(lambda: serve(handler, addresses, ssl_context=ssl_context, metrics_listen=metrics_listen))

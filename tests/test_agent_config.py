@@ -217,6 +217,22 @@ def test_configured_control_socket_wins():
     assert config.control_socket == "/srv/agent.sock"
 
 
+def test_metrics_listen_is_off_by_default_and_loopback_unless_allowed():
+    assert parse(toml()).metrics_listen is None
+    assert parse(toml(agent={"metrics_listen": q("127.0.0.1:9100")})).metrics_listen == "127.0.0.1:9100"
+    assert parse(toml(agent={"metrics_listen": q("[::1]:0")})).metrics_listen == "[::1]:0"
+    assert refusal(toml(agent={"metrics_listen": q("0.0.0.0:9100")})) == (
+        f"{PATH}: [agent] metrics_listen: metrics address 0.0.0.0:9100 is not loopback: anyone who reaches it reads "
+        "what this process serves and when (bind 127.0.0.1, or set metrics_allow_remote = true)")
+    allowed = parse(toml(agent={"metrics_listen": q("0.0.0.0:9100"), "metrics_allow_remote": "true"}))
+    assert allowed.metrics_listen == "0.0.0.0:9100"
+    assert "metrics_listen: listen address '9100' is not HOST:PORT" in refusal(
+        toml(agent={"metrics_listen": q("9100")}))
+    assert refusal(toml(agent={"metrics_listen": q("127.0.0.1:1"), "metrics_allow_remote": q("yes")})) == (
+        f"{PATH}: [agent] metrics_allow_remote: must be true or false")
+    assert refusal(toml(agent={"metrics_listen": "9100"})).endswith("[agent] metrics_listen: must be a string")
+
+
 # ---- sources --------------------------------------------------------------------------------
 
 

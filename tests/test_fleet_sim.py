@@ -62,3 +62,21 @@ def test_outage_longer_than_the_lifetime_leaves_agents_dry_but_never_serving_exp
     assert r.dry_agents == 1000  # every credential ran out while the backend was down ...
     assert r.expired_served == 0 and r.min_left_served == pytest.approx(MARGIN)  # ... dropped at drop_at, no later
     assert r.recovered_at is not None and r.recovered_at - outage[1] < 60  # start-up schedule: back within 30 s
+
+
+def test_offsets_are_the_policys_answers_and_a_clock_dependent_policy_is_refused(monkeypatch):
+    import datetime as dt
+    import random
+
+    lifetime = dt.timedelta(hours=1)
+    offsets, drop = fleet.install_offsets(lifetime, None, random.Random(1))
+    now = fleet.EPOCH + dt.timedelta(seconds=12345.5)
+    k = 1234
+    direct = rotation.refresh_at(now, now + lifetime, jitter_fraction=k / fleet.JITTER_STEPS)
+    assert now + dt.timedelta(seconds=offsets[k]) == direct
+    assert drop == 3600 - MARGIN
+    real = rotation.refresh_at
+    # A policy that looked at the wall clock's minute would not shift with the install time.
+    monkeypatch.setattr(rotation, "refresh_at", lambda issued, *a, **kw: real(issued, *a, **kw).replace(second=0))
+    with pytest.raises(AssertionError, match="absolute time"):
+        fleet.install_offsets(lifetime, None, random.Random(1))

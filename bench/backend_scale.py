@@ -38,7 +38,6 @@ import multiprocessing
 import os
 import random
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,8 +49,11 @@ from pathlib import Path
 BENCHMARK = "AssumeRole calls/s at 10 and at 100,000 identities with 10 policies each"
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from backend_sts import free_port, wait_port  # noqa: E402 - the other backend benchmark's server helpers
 
 ACCOUNT = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/bench"
@@ -173,30 +175,13 @@ def seed(data_dir: Path, identities: int, *, batch: int = BATCH,
     return keys
 
 
-# ---- serving and load ---------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on 127.0.0.1:{port}")
-
+# ---- serving and load (free_port, wait_port: bench/backend_sts.py) -------------------------
 
 def serve(data_dir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "backend", "serve", "--data-dir", str(data_dir),
                              "--listen", f"127.0.0.1:{port}"], cwd=REPO, stderr=subprocess.DEVNULL)
-    wait_port(port)
+    wait_port(port, timeout=60.0)   # a 250 MB data dir opens slower
     return proc, f"http://127.0.0.1:{port}"
 
 

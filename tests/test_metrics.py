@@ -32,7 +32,7 @@ from metadata_server.imds import FORBIDDEN, FORBIDDEN_HOST, FORBIDDEN_PEER, UNAU
 from sts_backend.metrics import BackendMetrics
 from tests.clocks import FixedClock
 from tests.imds_support import http_request
-from tests.test_daemon import CREDS, StsBackend, agent_config, imds_credentials, start_agent
+from tests.test_daemon import CREDS, agent_config, backend, imds_credentials, start_agent  # noqa: F401 - backend: a fixture
 from wire.http import HttpRequest, HttpResponse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,13 +61,6 @@ async def scrape(address: str, path: str = "/metrics", method: str = "GET") -> h
 # ---- the agent ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def backend(nursery, tmp_path, wall_clock):
-    """The included backend in the test's trio run, with the demo account (as tests/test_daemon.py)."""
-    sts = StsBackend(tmp_path / "backend", wall_clock)
-    await sts.start(nursery)
-    sts.account = await sts.demo()
-    return sts
 
 
 async def test_agent_metrics_count_what_happened_and_hold_no_secret(nursery, backend, short_dir,

@@ -104,11 +104,11 @@ import trio
 
 from sts_backend import iam, iam_boundaries, sts, sts_web_identity
 from sts_backend.audit import AuditRecord, NullAudit
-from sts_backend.jwks import JwksCache
-from sts_backend.metrics import BackendMetrics
 from sts_backend.auth import (UNSIGNED_ACTIONS, Authenticator, Principal, check_call, principal_policies,
                               request_context, unsigned_call)
 from sts_backend.errors import AccessDenied, BackendError, MfaLockout, ReceiverError, SenderError
+from sts_backend.jwks import JwksCache
+from sts_backend.metrics import BackendMetrics
 from sts_backend.policy import access_denied_message, evaluate
 from sts_backend.throttle import KeyThrottle
 from sts_backend.validation import check_operation, validate

@@ -91,6 +91,7 @@ from wire.listeners import inherited_listeners_by_name, open_tcp_listeners
 from wire.metrics_endpoint import METRICS_PATH, metrics_server
 from wire.peer_identity import all_uids_visible, self_check
 from wire.private_files import private_dir
+from wire.version import version
 from wire.serve import Server
 
 __all__ = ["AgentHandle", "SHUTDOWN_GRACE", "raise_open_file_limit", "run_agent", "status_document"]
@@ -226,8 +227,9 @@ async def _reload(old: AgentConfig, fetcher: _Fetcher) -> AgentConfig | None:
 def status_document(rotator: Rotator, role_arn: str | None = None, mfa: MfaSession | None = None) -> dict:
     """The ``status`` answer of design.md: times as ``...Z``, never a secret.
 
-    Beyond design.md's fields: ``mfa_serial``, ``mfa_expiration`` (when the MFA
-    session ends) and ``mfa_waiting`` (a code is needed), all None without MFA.
+    Beyond design.md's fields: ``version`` (rolecall's), ``mfa_serial``,
+    ``mfa_expiration`` (when the MFA session ends) and ``mfa_waiting`` (a code is
+    needed), the last three None without MFA.
     """
     snapshot = rotator.status()
 
@@ -235,7 +237,7 @@ def status_document(rotator: Rotator, role_arn: str | None = None, mfa: MfaSessi
         return iso_z(value) if value is not None else None
 
     mfa_status = mfa.status() if mfa else {"mfa_serial": None, "mfa_expiration": None, "mfa_waiting": None}
-    return {"ready": snapshot.ready, "role_arn": role_arn or snapshot.role_arn,
+    return {"version": version(), "ready": snapshot.ready, "role_arn": role_arn or snapshot.role_arn,
             "access_key_id": snapshot.access_key_id, "expiration": when(snapshot.expiration),
             "last_refresh": when(snapshot.last_refresh), "next_refresh": when(snapshot.next_refresh),
             "last_error": snapshot.last_error, "mfa_serial": mfa_status["mfa_serial"],
@@ -469,7 +471,7 @@ class _Agent:
             doc["roles"] = [{"name": name, **status_document(rotator, self.fetcher.served_arn if name is None else None)}
                             for name, rotator in self.rotators.items()]
             for entry in doc["roles"]:
-                for key in ("mfa_serial", "mfa_expiration", "mfa_waiting"):
+                for key in ("version", "mfa_serial", "mfa_expiration", "mfa_waiting"):
                     del entry[key]   # the agent's, not the role's: once, at the top
             doc["ready"] = self.ready.is_set()
         return doc

@@ -49,6 +49,7 @@ from wire.clock import UTC, WallClock
 from wire.listeners import is_loopback_host
 from wire.query import QueryError, encode_form, flatten, parse_error, parse_response
 from wire.sigv4 import Credentials, SigV4Auth
+from wire.version import version
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -273,7 +274,7 @@ class StsClient:
         # network's way out to AWS), never a loopback one: the answers carry secrets.
         self._http = httpx.AsyncClient(transport=transport, verify=_ssl_context(verify),
                                        timeout=httpx.Timeout(timeout), follow_redirects=False,
-                                       headers={"User-Agent": "rolecall-agent"},
+                                       headers={"User-Agent": f"rolecall-agent/{version()}"},
                                        trust_env=not is_loopback_url(self.endpoint.url))
 
     def __repr__(self) -> str:

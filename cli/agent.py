@@ -22,11 +22,11 @@ from cli.runtime import run
 __all__ = ["format_status", "register"]
 
 _FIELDS = ("ready", "role_arn", "access_key_id", "expiration", "last_refresh", "next_refresh", "last_error",
-           "mfa_serial", "mfa_expiration", "mfa_waiting")
+           "mfa_serial", "mfa_expiration", "mfa_waiting", "version")
 _LABELS = {
     "ready": "ready", "role_arn": "role", "access_key_id": "access key", "expiration": "expires",
     "last_refresh": "last refresh", "next_refresh": "next refresh", "last_error": "last error",
-    "mfa_serial": "mfa device", "mfa_expiration": "mfa session", "mfa_waiting": "mfa code",
+    "mfa_serial": "mfa device", "mfa_expiration": "mfa session", "mfa_waiting": "mfa code", "version": "version",
 }
 _MFA_FIELDS = ("mfa_serial", "mfa_expiration", "mfa_waiting")
 

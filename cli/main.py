@@ -28,7 +28,15 @@ def build_parser():
 
     from cli import agent, backend, keys, mfa, profiles, systemd, up  # each registers its own sub-parser
 
+    class Version(argparse.Action):   # reads the metadata only when asked, so --help stays cheap
+        def __call__(self, parser, namespace, values, option_string=None):
+            from wire.version import version
+
+            print(f"rolecall {version()}")
+            parser.exit()
+
     parser = argparse.ArgumentParser(prog="rolecall", description="Short-lived AWS credentials for every process on a host.")
+    parser.add_argument("--version", action=Version, nargs=0, help="print the version and exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up.register(commands)

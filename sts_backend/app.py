@@ -115,6 +115,7 @@ from sts_backend.validation import check_operation, validate
 from wire.clock import WallClock
 from wire.http import HttpDate, HttpRequest, HttpResponse
 from wire.query import IAM_NAMESPACE, STS_NAMESPACE, QueryError, new_request_id, parse_form, render_error, render_result
+from wire.version import version
 
 __all__ = ["Backend", "audit_failure", "layer_error_response", "READ_ONLY_ACTIONS", "store_failure"]
 
@@ -164,6 +165,7 @@ class Backend:
         self.throttle = throttle if throttle is not None else KeyThrottle(lambda: clock.now().timestamp())
         self.secure_transport = secure_transport
         self.authenticator = Authenticator(store, clock, secure_transport=secure_transport)
+        self._server = ("Server", f"rolecall/{version()}")
         self._dates = HttpDate()
         self._write_lane: trio.CapacityLimiter | None = None
         self._opening: trio.Lock | None = None
@@ -300,7 +302,7 @@ class Backend:
         if self.metrics is not None:
             self.metrics.observe(record.action, record.error_code, perf_counter() - started)
         return HttpResponse(status, (("x-amzn-RequestId", record.request_id), ("Content-Type", "text/xml"),
-                                     ("Date", self._dates.text(int(now.timestamp())))), body)
+                                     ("Date", self._dates.text(int(now.timestamp()))), self._server), body)
 
     def _serve(self, req: HttpRequest, record: AuditRecord, now,
                params: dict[str, str] | None) -> tuple[str, str, Any, bool]:

@@ -38,6 +38,7 @@ from sts_backend.store import Store
 from wire.clock import SystemClock
 from wire.http import HttpResponse
 from wire.query import parse_form
+from wire.version import version
 
 CREDS = "/latest/meta-data/iam/security-credentials/"
 
@@ -282,7 +283,7 @@ def test_status_document_has_exactly_the_design_fields_and_the_mfa_session():
             return RotatorStatus(False, "arn:aws:iam::123456789012:role/x", None, None, None, None, "boom")
 
     assert status_document(FakeRotator()) == {
-        "ready": False, "role_arn": "arn:aws:iam::123456789012:role/x", "access_key_id": None,
+        "version": version(), "ready": False, "role_arn": "arn:aws:iam::123456789012:role/x", "access_key_id": None,
         "expiration": None, "last_refresh": None, "next_refresh": None, "last_error": "boom",
         "mfa_serial": None, "mfa_expiration": None, "mfa_waiting": None}
 
@@ -476,6 +477,14 @@ async def test_agent_serve_with_a_bad_config_exits_1_with_one_line(tmp_path):
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1
     assert lines[0].startswith(f"rolecall: {path}: [source]")
+
+
+async def test_version(tmp_path):
+    """``rolecall --version``: the installed distribution's version, one line."""
+    from importlib.metadata import version as installed
+
+    result = await trio.run_process([*rolecall_command(), "--version"], capture_stdout=True, env=child_env())
+    assert result.stdout.decode() == f"rolecall {installed('rolecall')}\n"
 
 
 async def test_agent_status_without_an_agent_exits_1_with_one_line(tmp_path):

@@ -33,6 +33,7 @@ from wire.clock import UTC
 from tests.clocks import FixedClock
 from wire.query import encode_form, parse_form, parse_response
 from wire.sigv4 import Credentials, SigV4Auth
+from wire.version import version
 
 ACCOUNT = "123456789012"
 T0 = dt.datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
@@ -149,6 +150,7 @@ async def test_request_on_the_wire_is_botocores(bench):
     auth = request.headers["Authorization"]
     assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={bench.admin.access_key_id}/20260101/us-east-1/sts/aws4_request")
     assert request.headers["X-Amz-Date"] == "20260101T000010Z"
+    assert request.headers["User-Agent"] == f"rolecall-agent/{version()}"
 
 
 async def test_assume_role_every_parameter(bench):

@@ -25,6 +25,7 @@ from sts_backend.store import Store
 from tests.clocks import FixedClock
 from wire.query import encode_form, parse_error, parse_response
 from wire.sigv4 import Credentials, SigV4Auth
+from wire.version import version
 
 ACCOUNT = "123456789012"
 T0 = dt.datetime(2026, 1, 1, 0, 0, 10, tzinfo=dt.timezone.utc)
@@ -161,6 +162,7 @@ def test_get_caller_identity_and_response_headers(kit):
     assert headers["x-amzn-RequestId"] == out["ResponseMetadata"]["RequestId"]
     assert headers["Content-Type"] == "text/xml"
     assert headers["Date"] == "Thu, 01 Jan 2026 00:00:10 GMT"
+    assert headers["Server"] == f"rolecall/{version()}" != "rolecall/0+unknown"
 
 
 def test_get_caller_identity_is_never_denied(kit):

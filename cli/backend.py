@@ -8,6 +8,8 @@
     rolecall backend revoke-sessions --data-dir D (--role NAME | --user NAME)
     rolecall backend quotas --data-dir D
     rolecall backend set-quota --data-dir D NAME VALUE
+    rolecall backend backup --data-dir D --to FILE [--force]
+    rolecall backend restore --from FILE --data-dir D [--force]
 
 ``init`` prints the bootstrap administrator's keys once, as one JSON object.
 ``serve`` logs ``listening on http://H:P`` once bound and exits 0 on SIGTERM/SIGINT;
@@ -24,6 +26,10 @@ are unaffected, as with IAM's "Revoke active sessions".
 ``quotas`` prints every quota in force (stored override or default) as one JSON
 object; ``set-quota`` overrides one of them (e.g. ``RolesPerAccount 500``), which a
 running server applies from its next call.
+``backup`` copies the database online (a backend may be serving it) to FILE, 0600,
+and prints ``{"Backup": FILE, "Bytes": N}``; ``restore`` puts a backup in place in
+a data dir that no process has open (``sts_backend.backup``) and prints
+``{"Restored": DB, "Bytes": N}``.
 """
 
 from __future__ import annotations
@@ -91,6 +97,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     set_quota.add_argument("value", metavar="VALUE",
                            help="an integer, at least 1 (StsRequestsPerSecondPerKey: 0 turns throttling off)")
     set_quota.set_defaults(run=_set_quota)
+
+    backup = sub.add_parser("backup", help="copy the database, online, to a file (0600)")
+    backup.add_argument("--data-dir", required=True)
+    backup.add_argument("--to", required=True, metavar="FILE", help="the backup file to create")
+    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    backup.set_defaults(run=_backup)
+
+    restore = sub.add_parser("restore", help="put a backup in place as a stopped data dir's database")
+    restore.add_argument("--from", required=True, dest="source", metavar="FILE", help="a `backend backup` file")
+    restore.add_argument("--data-dir", required=True, help="created 0700 if missing; no backend may be serving it")
+    restore.add_argument("--force", action="store_true", help="replace the data dir's existing database")
+    restore.set_defaults(run=_restore)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -241,4 +259,28 @@ def _set_quota(args: argparse.Namespace) -> int:
         except sqlite3.OperationalError as exc:   # the write lock stayed busy past the timeout
             raise CliError(f"backend set-quota: the database is busy, try again ({exc})") from None
         print(json.dumps({args.name: store.quota(args.name)}))
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from sts_backend.backup import backup
+    from sts_backend.store import StoreError
+
+    try:
+        result = backup(args.data_dir, args.to, force=args.force)
+    except StoreError as exc:
+        raise CliError(f"backend backup: {exc}") from None
+    print(json.dumps({"Backup": result.path, "Bytes": result.size}))
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from sts_backend.backup import restore
+    from sts_backend.store import StoreError
+
+    try:
+        result = restore(args.source, args.data_dir, force=args.force)
+    except StoreError as exc:
+        raise CliError(f"backend restore: {exc}") from None
+    print(json.dumps({"Restored": result.path, "Bytes": result.size}))
     return 0

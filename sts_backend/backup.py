@@ -5,7 +5,9 @@ Backup (``backup``) copies the database with SQLite's online backup API
 connection only ever holds a read transaction: in WAL mode that never blocks the
 backend's writer, and each step sees one committed snapshot (SQLite restarts the
 copy if another connection commits between steps, so the result is always one
-consistent snapshot, taken no earlier than the call). The copy is written to a
+consistent snapshot, taken no earlier than the call). A copy restarted
+``MAX_RESTARTS`` times (a large database under a steady write load) is finished
+in one step instead: one read snapshot, which in WAL mode still blocks no writer. The copy is written to a
 temp file beside the target (0600, ``O_EXCL|O_NOFOLLOW``), switched to a
 rollback journal (a standalone file, no ``-wal``), checked (``quick_check``),
 fsynced, then linked to the target name (``link`` fails if it exists: no
@@ -47,9 +49,10 @@ from sts_backend.store import DB_NAME, Store, StoreError
 from sts_backend.store_schema import SCHEMA_VERSION
 from wire.private_files import UnsafeDirectory, private_dir
 
-__all__ = ["BackupResult", "backup", "restore", "is_live", "STEP_PAGES"]
+__all__ = ["BackupResult", "backup", "restore", "is_live", "stepped_backup", "STEP_PAGES", "MAX_RESTARTS"]
 
 STEP_PAGES = 1024          # 4 MiB a step at SQLite's default page size
+MAX_RESTARTS = 8
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SHM_DMS_BYTE = 128         # unix VFS: UNIX_SHM_BASE (120) + SQLITE_SHM_NLOCK (8)
 F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
@@ -89,7 +92,8 @@ def is_live(data_dir: str | os.PathLike) -> bool:
         os.close(fd)
 
 
-def backup(data_dir: str | os.PathLike, target: str | os.PathLike, *, force: bool = False) -> BackupResult:
+def backup(data_dir: str | os.PathLike, target: str | os.PathLike, *, force: bool = False,
+           step_pages: int = STEP_PAGES) -> BackupResult:
     """Copy the data dir's database to ``target`` (0600) while a backend may be serving it.
 
     Raises:
@@ -107,7 +111,7 @@ def backup(data_dir: str | os.PathLike, target: str | os.PathLike, *, force: boo
     try:
         source.execute("PRAGMA busy_timeout = 5000")
         source.execute("PRAGMA query_only = ON")
-        size = _copy_to(source, target, force=force)
+        size = _copy_to(source, target, force=force, step_pages=step_pages)
     finally:
         source.close()
     return BackupResult(str(target), size)
@@ -173,7 +177,29 @@ def _check_rolecall(conn: sqlite3.Connection, source: Path) -> None:
                          "restore it with the newer rolecall")
 
 
-def _copy_to(source: sqlite3.Connection, target: Path, *, force: bool, check=None, before_rename=None) -> int:
+class _Restarting(Exception):
+    """The stepped copy kept restarting: finish it in one step."""
+
+
+def stepped_backup(source: sqlite3.Connection, dest: sqlite3.Connection, step_pages: int) -> None:
+    """``source.backup`` in steps; in one step if other connections' commits keep restarting it."""
+    last = [None, 0]   # remaining pages after the previous step, restarts seen
+
+    def progress(status: int, remaining: int, total: int) -> None:
+        if last[0] is not None and remaining > last[0]:
+            last[1] += 1
+            if last[1] >= MAX_RESTARTS:
+                raise _Restarting
+        last[0] = remaining
+
+    try:
+        source.backup(dest, pages=step_pages, progress=progress)
+    except _Restarting:
+        source.backup(dest, pages=-1)
+
+
+def _copy_to(source: sqlite3.Connection, target: Path, *, force: bool, check=None, before_rename=None,
+             step_pages: int = STEP_PAGES) -> int:
     """Copy ``source`` into a temp file beside ``target``, check it, fsync it, and give it ``target``'s name."""
     directory = target.parent
     temp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
@@ -186,7 +212,7 @@ def _copy_to(source: sqlite3.Connection, target: Path, *, force: bool, check=Non
         dest = sqlite3.connect(temp, isolation_level=None)
         try:
             try:
-                source.backup(dest, pages=STEP_PAGES)
+                stepped_backup(source, dest, step_pages)
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"cannot copy into {temp}: {exc}") from None
             dest.execute("PRAGMA journal_mode = DELETE")   # a standalone file: no -wal beside it

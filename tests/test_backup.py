@@ -86,7 +86,8 @@ def test_backup_during_a_write_burst_restores_every_acknowledged_write_and_serve
     session = kit.admin.sts("GetSessionToken", DurationSeconds=3600)
     assumed = kit.admin.sts("AssumeRole", RoleArn=role_arn, RoleSessionName="before-backup")
     secrets = [alice.creds.secret_access_key, kit.admin.creds.secret_access_key,
-               session["Credentials"]["SecretAccessKey"], session["Credentials"]["SessionToken"], assumed["Credentials"]["SecretAccessKey"], seed]
+               session["Credentials"]["SecretAccessKey"], session["Credentials"]["SessionToken"],
+               assumed["Credentials"]["SecretAccessKey"], seed]
 
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, kit.data_dir], stdout=subprocess.PIPE, text=True,
                               cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -199,3 +200,42 @@ def test_restore_refusals(kit, tmp_path):
         line = refused(rolecall("backend", "restore", "--from", str(bad), "--data-dir", str(fresh)))
         assert str(bad) in line and "not a rolecall database" in line
         assert not (fresh / DB_NAME).exists() and os.listdir(fresh) == []
+
+
+
+class CommittingSource(sqlite3.Connection):
+    """A source connection whose stepped backups see another connection commit after every step."""
+
+    def backup(self, target, *, pages=-1, progress=None, **kwargs):
+        self.calls.append(pages)
+
+        def step(status, remaining, total):
+            self.other.execute("INSERT INTO t VALUES (?)", (f"during{len(self.calls)}-{remaining}",))
+            if progress is not None:
+                progress(status, remaining, total)
+
+        return super().backup(target, pages=pages, progress=step if pages > 0 else progress, **kwargs)
+
+
+def test_a_copy_that_keeps_restarting_is_finished_in_one_snapshot(tmp_path):
+    from sts_backend.backup import MAX_RESTARTS, stepped_backup
+
+    path = tmp_path / "src.db"
+    source = sqlite3.connect(path, factory=CommittingSource, isolation_level=None)
+    source.execute("PRAGMA journal_mode = WAL")
+    source.execute("CREATE TABLE t (x)")
+    source.executemany("INSERT INTO t VALUES (?)", [("x" * 2000,)] * 100)
+    source.other = sqlite3.connect(path, isolation_level=None)
+    source.calls = []
+    dest = sqlite3.connect(tmp_path / "dest.db")
+    try:
+        stepped_backup(source, dest, 4)
+        assert source.calls == [4, -1]   # stepped, restarted MAX_RESTARTS times, then one step
+        committed = source.other.execute("SELECT count(*) FROM t").fetchone()[0]
+        assert committed >= 100 + MAX_RESTARTS
+        assert dest.execute("SELECT count(*) FROM t").fetchone()[0] == committed
+        assert dest.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    finally:
+        dest.close()
+        source.other.close()
+        source.close()

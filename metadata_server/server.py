@@ -26,6 +26,7 @@ from metadata_server.imds import ImdsHandler, RoleSelector
 from wire.clock import WallClock
 from wire.http import Handler, Limits
 from wire.listeners import open_tcp_listeners
+from wire.peer_identity import lookup
 from wire.serve import Server
 
 __all__ = ["METADATA_LIMITS", "container_uri", "imds_server", "serve_container", "serve_metadata"]
@@ -75,7 +76,7 @@ def imds_server(
         wrap: ``handler -> handler`` around the ``ImdsHandler`` (the agent's metrics count its answers).
     """
     if roles is not None and identify is None:
-        from wire.peer_identity import lookup as identify   # Linux-only: imported when roles are on
+        identify = lookup
     handler: Handler = ImdsHandler(config, holder, wall_clock, roles=roles)
     return Server(handler if wrap is None else wrap(handler), limits=limits,
                   shutdown_grace=shutdown_grace, identify=identify if roles is not None else None)

@@ -45,9 +45,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from sts_backend.store import DB_NAME, Store, StoreError
+from sts_backend.store import DB_NAME, Store, StoreError, private_data_dir
 from sts_backend.store_schema import SCHEMA_VERSION
-from wire.private_files import UnsafeDirectory, private_dir
 
 __all__ = ["BackupResult", "backup", "restore", "is_live", "stepped_backup", "STEP_PAGES", "MAX_RESTARTS"]
 
@@ -125,12 +124,7 @@ def restore(source: str | os.PathLike, data_dir: str | os.PathLike, *, force: bo
             or ``source`` is not a rolecall database, or the result fails ``Store.open``.
     """
     source, data_dir = Path(source), Path(data_dir)
-    try:
-        private_dir(data_dir, create=True)
-    except UnsafeDirectory as exc:
-        raise StoreError(str(exc)) from None
-    except OSError as exc:
-        raise StoreError(f"cannot create {data_dir}: {exc.strerror or exc}") from None
+    private_data_dir(data_dir, create=True)
     target = data_dir / DB_NAME
     if is_live(data_dir):
         raise StoreError(f"{data_dir} is live (a backend or other process has {target} open): stop it first")

@@ -74,7 +74,7 @@ from sts_backend.store_tokens import SqliteTokenKeys
 from wire.clock import SystemClock, WallClock
 from wire.private_files import UnsafeDirectory, private_dir
 
-__all__ = ["Store", "StoreError", "DB_NAME"]
+__all__ = ["Store", "StoreError", "DB_NAME", "private_data_dir"]
 
 DB_NAME = "rolecall.db"
 BUSY_TIMEOUT_MS = 5000
@@ -141,7 +141,7 @@ class Store:
         if account_id is not None and not (len(account_id) == 12 and account_id.isdigit()):
             raise StoreError(f"account id must be 12 digits, not {account_id!r}")
         path = Path(data_dir) / DB_NAME
-        _private(data_dir, create=True)
+        private_data_dir(data_dir, create=True)
         try:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
         except FileExistsError:
@@ -173,7 +173,7 @@ class Store:
         path = Path(data_dir) / DB_NAME
         if not path.is_file():
             raise StoreError(f"{data_dir} is not initialised (run `rolecall backend init --data-dir {data_dir}`)")
-        _private(data_dir, create=False)
+        private_data_dir(data_dir, create=False)
         store = cls(_connect(path), path, clock or SystemClock())
         try:
             store.check(need_token_key=need_token_key)
@@ -240,7 +240,7 @@ for _attr, _names in _MEMBERS:
         setattr(Store, _name, _delegate(_attr, _name, getattr(SQLITE_REPOSITORIES[_attr], _name)))
 
 
-def _private(data_dir: str | os.PathLike, *, create: bool) -> None:
+def private_data_dir(data_dir: str | os.PathLike, *, create: bool) -> None:
     """The data dir holds keys and secrets: ours alone (``wire.private_files.private_dir``), or refused."""
     try:
         private_dir(data_dir, create=create)

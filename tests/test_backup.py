@@ -22,6 +22,7 @@ from sts_backend.app import Backend
 from sts_backend.audit import AuditLog
 from sts_backend.backup import is_live
 from sts_backend.store import DB_NAME, Store
+from tests.test_backend_startup import one_line_failure, rolecall
 from tests.test_sts_ops import ACCOUNT, ADMIN_ROLE_POLICY, Client, Kit, trust
 from wire.sigv4 import Credentials
 
@@ -37,18 +38,6 @@ while True:
     print(f"burst{i:05d}", flush=True)
     i += 1
 """
-
-
-def rolecall(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
-
-
-def refused(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 1 and done.stdout == "", (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    return lines[0]
 
 
 def _mode(path) -> int:
@@ -150,19 +139,19 @@ def test_backup_during_a_write_burst_restores_every_acknowledged_write_and_serve
 def test_backup_refuses_an_existing_file_unless_forced(kit, tmp_path):
     target = tmp_path / "b.db"
     target.write_text("keep me")
-    line = refused(rolecall("backend", "backup", "--data-dir", kit.data_dir, "--to", str(target)))
+    line = one_line_failure(rolecall("backend", "backup", "--data-dir", kit.data_dir, "--to", str(target)))
     assert str(target) in line and "--force" in line
     assert target.read_text() == "keep me"
     link = tmp_path / "link.db"
     link.symlink_to(target)
-    assert str(link) in refused(rolecall("backend", "backup", "--data-dir", kit.data_dir, "--to", str(link)))
+    assert str(link) in one_line_failure(rolecall("backend", "backup", "--data-dir", kit.data_dir, "--to", str(link)))
     done = rolecall("backend", "backup", "--data-dir", kit.data_dir, "--to", str(target), "--force")
     assert done.returncode == 0, done.stderr
     assert target.read_bytes().startswith(b"SQLite format 3\x00") and _mode(target) == 0o600
 
 
 def test_backup_refuses_an_unsafe_or_missing_data_dir(tmp_path):
-    line = refused(rolecall("backend", "backup", "--data-dir", str(tmp_path / "none"), "--to", str(tmp_path / "b")))
+    line = one_line_failure(rolecall("backend", "backup", "--data-dir", str(tmp_path / "none"), "--to", str(tmp_path / "b")))
     assert "not initialised" in line and not (tmp_path / "b").exists()
 
 
@@ -173,14 +162,14 @@ def test_restore_refusals(kit, tmp_path):
     # Live: this process has the data dir's store open, as a serving backend does. (Not probed
     # from here: closing the probe's descriptor would drop this process's SQLite locks.)
     for force in ((), ("--force",)):
-        line = refused(rolecall("backend", "restore", "--from", str(backup_file), "--data-dir", kit.data_dir,
+        line = one_line_failure(rolecall("backend", "restore", "--from", str(backup_file), "--data-dir", kit.data_dir,
                                 *force))
         assert "live" in line and kit.data_dir in line
 
     stopped = tmp_path / "stopped"
     assert rolecall("backend", "restore", "--from", str(backup_file), "--data-dir", str(stopped)).returncode == 0
     assert not is_live(stopped)
-    line = refused(rolecall("backend", "restore", "--from", str(backup_file), "--data-dir", str(stopped)))
+    line = one_line_failure(rolecall("backend", "restore", "--from", str(backup_file), "--data-dir", str(stopped)))
     assert "already has a database" in line and "--force" in line
     with Store.open(stopped) as s:
         s.create_user("only-in-stopped")
@@ -197,7 +186,7 @@ def test_restore_refusals(kit, tmp_path):
     conn.close()
     for bad in (text, other):
         fresh = tmp_path / f"fresh-{bad.name}"
-        line = refused(rolecall("backend", "restore", "--from", str(bad), "--data-dir", str(fresh)))
+        line = one_line_failure(rolecall("backend", "restore", "--from", str(bad), "--data-dir", str(fresh)))
         assert str(bad) in line and "not a rolecall database" in line
         assert not (fresh / DB_NAME).exists() and os.listdir(fresh) == []
 

@@ -43,7 +43,8 @@ $(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json
 
 node: $(JS_DIR)/node_modules/.installed
 
-# Debian tools used by tests/benchmarks: installed when root and missing. The laptop tests use
+# Debian tools used by tests/benchmarks: installed when root and missing. The PostgreSQL tests
+# start their own throwaway cluster with Debian's server binaries (package postgresql). The laptop tests use
 # tmux (a terminal to type MFA codes into), dbus-run-session and gnome-keyring (a real Secret
 # Service) and Debian's AWS CLI v2 at /usr/bin/aws (the PyPI one in .venv is v1).
 define need_deb
@@ -64,6 +65,7 @@ test: venv node
 	$(call need_deb,dbus-run-session,dbus-daemon)
 	$(call need_deb,gnome-keyring-daemon,gnome-keyring)
 	$(call need_deb,/usr/bin/aws,awscli)
+	$(call need_deb,pg_ctlcluster,postgresql)
 	$(PY) -m pytest
 
 run: venv

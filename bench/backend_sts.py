@@ -65,15 +65,18 @@ def iam_client(url: str, key: tuple[str, str]):
                         aws_access_key_id=key[0], aws_secret_access_key=key[1])
 
 
-def start_rolecall(data_dir: Path) -> tuple[subprocess.Popen, str, tuple[str, str]]:
+def start_rolecall(data_dir: Path, *, where: list[str] | None = None,
+                   serve_extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str, tuple[str, str]]:
+    """`backend init`, `set-quota` and `serve` on ``data_dir`` (or on ``where``: ``--database URL``)."""
     rolecall = [sys.executable, "-m", "cli.main", "backend"]
-    out = subprocess.run([*rolecall, "init", "--data-dir", str(data_dir), "--account-id", ACCOUNT],
+    where = where or ["--data-dir", str(data_dir)]
+    out = subprocess.run([*rolecall, "init", *where, "--account-id", ACCOUNT],
                          cwd=REPO, check=True, capture_output=True, text=True).stdout
     admin = json.loads(out)
-    subprocess.run([*rolecall, "set-quota", "--data-dir", str(data_dir), "StsRequestsPerSecondPerKey", "0"],
+    subprocess.run([*rolecall, "set-quota", *where, "StsRequestsPerSecondPerKey", "0"],
                    cwd=REPO, check=True, capture_output=True)
     port = free_port()
-    proc = subprocess.Popen([*rolecall, "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"],
+    proc = subprocess.Popen([*rolecall, "serve", *where, *serve_extra, "--listen", f"127.0.0.1:{port}"],
                             cwd=REPO, stderr=subprocess.DEVNULL)
     wait_port(port)
     url = f"http://127.0.0.1:{port}"

@@ -1,15 +1,24 @@
 """`rolecall backend ...`: the included STS+IAM backend.
 
-    rolecall backend init --data-dir D [--account-id N]
-    rolecall backend serve --data-dir D [--listen H:P] [--tls-cert F --tls-key F] [--insecure-http]
+    rolecall backend init (--data-dir D | --database URL) [--account-id N]
+    rolecall backend serve (--data-dir D | --database URL --audit-log F) [--listen H:P]
+                           [--tls-cert F --tls-key F] [--insecure-http]
                            [--metrics-listen H:P [--metrics-allow-remote]]
-    rolecall backend rotate-token-key --data-dir D
-    rolecall backend retire-token-key --data-dir D [--key-id N]
-    rolecall backend revoke-sessions --data-dir D (--role NAME | --user NAME)
-    rolecall backend quotas --data-dir D
-    rolecall backend set-quota --data-dir D NAME VALUE
+    rolecall backend rotate-token-key (--data-dir D | --database URL)
+    rolecall backend retire-token-key (--data-dir D | --database URL) [--key-id N]
+    rolecall backend revoke-sessions (--data-dir D | --database URL) (--role NAME | --user NAME)
+    rolecall backend quotas (--data-dir D | --database URL)
+    rolecall backend set-quota (--data-dir D | --database URL) NAME VALUE
     rolecall backend backup --data-dir D --to FILE [--force]
     rolecall backend restore --from FILE --data-dir D [--force]
+
+``--data-dir D`` keeps the state in SQLite (``D/rolecall.db``, the embedded default);
+``--database postgresql://USER@HOST[:PORT]/DB`` keeps it in PostgreSQL, shared by any
+number of ``serve`` replicas. The URL never carries the password: libpq reads it from
+``PGPASSFILE`` or ``~/.pgpass``, or ``--database-password-file F`` names a file whose
+first line it is. ``init --database`` creates or migrates the schema; every other
+command refuses a schema version it does not know. A replica's audit log is local to
+it: ``--audit-log F`` (with ``--data-dir``, ``D/audit.log`` by default).
 
 ``init`` prints the bootstrap administrator's keys once, as one JSON object.
 ``serve`` logs ``listening on http://H:P`` once bound and exits 0 on SIGTERM/SIGINT;
@@ -50,12 +59,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="backend_command", required=True, metavar="SUBCOMMAND")
 
     init = sub.add_parser("init", help="create the backend's state and a bootstrap administrator")
-    init.add_argument("--data-dir", required=True, help="directory for the database and audit log")
+    add_store_options(init, data_dir_help="directory for the database and audit log")
     init.add_argument("--account-id", help="12-digit account id (random when omitted)")
     init.set_defaults(run=_init)
 
     serve = sub.add_parser("serve", help="serve the STS and IAM Query APIs on one port")
-    serve.add_argument("--data-dir", required=True)
+    add_store_options(serve)
+    serve.add_argument("--audit-log", metavar="FILE",
+                       help="where audit lines go (default DATA_DIR/audit.log; required with --database)")
     serve.add_argument("--listen", default="127.0.0.1:8900", metavar="H:P",
                        help="address to listen on (default 127.0.0.1:8900; port 0 picks one)")
     serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate chain")
@@ -71,28 +82,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.set_defaults(run=_serve)
 
     rotate = sub.add_parser("rotate-token-key", help="add a new session-token sealing key")
-    rotate.add_argument("--data-dir", required=True)
+    add_store_options(rotate)
     rotate.set_defaults(run=_rotate)
 
     retire = sub.add_parser("retire-token-key",
                             help="delete the oldest session-token key (never the current one)")
-    retire.add_argument("--data-dir", required=True)
+    add_store_options(retire)
     retire.add_argument("--key-id", type=_positive, metavar="N", help="retire key N instead of the oldest")
     retire.set_defaults(run=_retire)
 
     revoke = sub.add_parser("revoke-sessions", help="deny the live sessions of a role or user issued before now")
-    revoke.add_argument("--data-dir", required=True)
+    add_store_options(revoke)
     who = revoke.add_mutually_exclusive_group(required=True)
     who.add_argument("--role", metavar="NAME", help="the role whose sessions are revoked")
     who.add_argument("--user", metavar="NAME", help="the IAM user whose temporary credentials are revoked")
     revoke.set_defaults(run=_revoke)
 
     quotas = sub.add_parser("quotas", help="print the account's quotas as JSON")
-    quotas.add_argument("--data-dir", required=True)
+    add_store_options(quotas)
     quotas.set_defaults(run=_quotas)
 
     set_quota = sub.add_parser("set-quota", help="override one quota (e.g. RolesPerAccount 500)")
-    set_quota.add_argument("--data-dir", required=True)
+    add_store_options(set_quota)
     set_quota.add_argument("name", metavar="NAME", help="a quota name, as `rolecall backend quotas` lists them")
     set_quota.add_argument("value", metavar="VALUE",
                            help="an integer, at least 1 (StsRequestsPerSecondPerKey: 0 turns throttling off)")
@@ -100,6 +111,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     backup = sub.add_parser("backup", help="copy the database, online, to a file (0600)")
     backup.add_argument("--data-dir", required=True)
+    backup.add_argument("--database", metavar="URL", help=argparse.SUPPRESS)   # refused: see _backup
     backup.add_argument("--to", required=True, metavar="FILE", help="the backup file to create")
     backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     backup.set_defaults(run=_backup)
@@ -111,14 +123,33 @@ def register(commands: argparse._SubParsersAction) -> None:
     restore.set_defaults(run=_restore)
 
 
+def add_store_options(parser: argparse.ArgumentParser, data_dir_help: str | None = None) -> None:
+    """``--data-dir D`` (SQLite) or ``--database URL`` (PostgreSQL), one of them required."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", metavar="D", help=data_dir_help or "the backend's data directory (SQLite)")
+    where.add_argument("--database", metavar="URL",
+                       help="a postgresql://USER@HOST[:PORT]/DB URL (no password in it: PGPASSFILE, ~/.pgpass "
+                            "or --database-password-file)")
+    parser.add_argument("--database-password-file", metavar="FILE",
+                        help="with --database: a file whose first line is the database password")
+
+
+def _where(args: argparse.Namespace) -> str:
+    return args.data_dir if args.data_dir is not None else args.database
+
+
 def _init(args: argparse.Namespace) -> int:
     from sts_backend.iam import bootstrap_admin
     from sts_backend.store import Store, StoreError
 
     if args.account_id is not None and not (len(args.account_id) == 12 and args.account_id.isdigit()):
         raise CliError(f"backend init: --account-id must be 12 digits, not {args.account_id!r}")
+    _check_password_file(args)
     try:
-        store = Store.create(args.data_dir, args.account_id)
+        if args.database is not None:
+            store = Store.create_database(args.database, args.account_id, password_file=args.database_password_file)
+        else:
+            store = Store.create(args.data_dir, args.account_id)
     except StoreError as exc:
         raise CliError(f"backend init: {exc}") from None
     with store:
@@ -128,11 +159,20 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(data_dir: str, **kwargs):
+def _check_password_file(args: argparse.Namespace) -> None:
+    if args.database_password_file is not None and args.database is None:
+        raise CliError("backend: --database-password-file goes with --database")
+
+
+def _open_store(args: argparse.Namespace, **kwargs):
+    """The store that ``--data-dir`` or ``--database`` names; one line when it cannot be opened."""
     from sts_backend.store import Store, StoreError
 
+    _check_password_file(args)
     try:
-        return Store.open(data_dir, **kwargs)
+        if args.database is not None:
+            return Store.open_database(args.database, password_file=args.database_password_file, **kwargs)
+        return Store.open(args.data_dir, **kwargs)
     except StoreError as exc:
         raise CliError(f"backend: {exc}") from None
 
@@ -162,8 +202,15 @@ def _serve(args: argparse.Namespace) -> int:
             context = server.tls_context(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise CliError(f"backend serve: cannot load the TLS certificate or key: {exc}") from None
-    store = _open_store(args.data_dir)
-    audit = AuditLog(Path(args.data_dir) / "audit.log", max_bytes=args.audit_max_bytes, keep=args.audit_keep)
+    if args.database is not None and args.audit_log is None:
+        raise CliError("backend serve: --database needs --audit-log FILE (each replica keeps its own audit log)")
+    audit_path = Path(args.audit_log) if args.audit_log else Path(args.data_dir) / "audit.log"
+    store = _open_store(args)
+    try:
+        audit = AuditLog(audit_path, max_bytes=args.audit_max_bytes, keep=args.audit_keep)
+    except OSError as exc:
+        store.close()
+        raise CliError(f"backend serve: cannot open the audit log {audit_path}: {exc.strerror or exc}") from None
     try:
         metrics = BackendMetrics() if args.metrics_listen else None
         server.run(Backend(store, SystemClock(), audit, secure_transport=context is not None, metrics=metrics),
@@ -193,7 +240,7 @@ def _positive(text: str) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    with _open_store(args.data_dir, need_token_key=False) as store:
+    with _open_store(args, need_token_key=False) as store:
         key_id = store.add_token_key()
         count = len(store.token_keys()[1])
     print(json.dumps({"TokenKeyId": key_id}))
@@ -207,7 +254,7 @@ def _rotate(args: argparse.Namespace) -> int:
 def _retire(args: argparse.Namespace) -> int:
     from sts_backend.store import StoreError
 
-    with _open_store(args.data_dir) as store:
+    with _open_store(args) as store:
         try:
             key_id = store.retire_token_key(args.key_id)
         except StoreError as exc:
@@ -215,15 +262,15 @@ def _retire(args: argparse.Namespace) -> int:
         left = sorted(store.token_keys()[1])
     print(json.dumps({"RetiredTokenKeyId": key_id, "TokenKeyIds": left}))
     print(f"backend retire-token-key: key {key_id} is gone; tokens it sealed are refused (InvalidClientTokenId) by "
-          "every backend on this data dir within a second.", file=sys.stderr)
+          "every backend on this store within a second.", file=sys.stderr)
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
     kind, name = ("role", args.role) if args.role is not None else ("user", args.user)
-    with _open_store(args.data_dir) as store:
+    with _open_store(args) as store:
         if (store.role(name) if kind == "role" else store.user(name)) is None:
-            raise CliError(f"backend revoke-sessions: there is no {kind} named {name!r} in {args.data_dir}")
+            raise CliError(f"backend revoke-sessions: there is no {kind} named {name!r} in {_where(args)}")
         store.revoke_sessions(kind, name)
     print(json.dumps({"Revoked": kind, "Name": name}))
     print(f"backend revoke-sessions: sessions of {kind} {name} issued before now are denied every call but "
@@ -237,7 +284,7 @@ MAX_QUOTA = 2**31 - 1
 def _quotas(args: argparse.Namespace) -> int:
     from sts_backend.store_core import DEFAULT_QUOTAS
 
-    with _open_store(args.data_dir) as store:
+    with _open_store(args) as store:
         print(json.dumps({name: store.quota(name) for name in DEFAULT_QUOTAS}))
     return 0
 
@@ -253,10 +300,12 @@ def _set_quota(args: argparse.Namespace) -> int:
                        f"not {args.value!r}")
     import sqlite3
 
-    with _open_store(args.data_dir) as store:
+    from sts_backend.store import StoreUnavailable
+
+    with _open_store(args) as store:
         try:
             store.set_quota(args.name, int(text))
-        except sqlite3.OperationalError as exc:   # the write lock stayed busy past the timeout
+        except (sqlite3.OperationalError, StoreUnavailable) as exc:   # the write lock stayed busy past the timeout
             raise CliError(f"backend set-quota: the database is busy, try again ({exc})") from None
         print(json.dumps({args.name: store.quota(args.name)}))
     return 0
@@ -266,6 +315,8 @@ def _backup(args: argparse.Namespace) -> int:
     from sts_backend.backup import backup
     from sts_backend.store import StoreError
 
+    if args.database is not None:
+        raise CliError("backend backup: --database: back a PostgreSQL store up with pg_dump (see docs/backend.md)")
     try:
         result = backup(args.data_dir, args.to, force=args.force)
     except StoreError as exc:

@@ -51,7 +51,9 @@ never lets the event loop wait on SQLite. Calls take one of two lanes:
   (unsigned or malformed requests);
 - the **read lane**: ``handle`` of a second ``Backend`` over ``Store.reader()`` (a
   read-only connection opened, off the loop, on first use), run *inline* on the
-  event loop: ``GetCallerIdentity``, ``GetAccessKeyInfo``, ``AssumeRole``,
+  event loop for a local SQLite store, and in up to ``READ_WORKERS`` worker threads,
+  each on a reader of its own, for PostgreSQL (``store.inline_reads`` is False: a
+  query there is a round trip, which the loop must never wait for): ``GetCallerIdentity``, ``GetAccessKeyInfo``, ``AssumeRole``,
   ``GetSessionToken`` and ``GetFederationToken`` without an MFA code (they mint
   sealed tokens: nothing is stored per session), and IAM's ``Get*``/``List*`` and the
   policy simulator's ``Simulate*``.
@@ -83,8 +85,9 @@ it needs no thread hand-off, which would cost the hot AssumeRole path about 40 %
 of its rate with the GIL ping-pong between the loop and the worker. Writes are
 serialised (SQLite serialises them anyway), so a write stuck behind another
 process's lock delays the writes queued behind it, up to the busy timeout, then
-503. Key uses recorded on the read lane go to the write lane's buffer; a read
-arriving when a flush is due takes the write lane. ``handle`` and
+503. Key uses recorded on either lane go to the write store's buffer; they
+are written in one batch by ``maintain`` (a background task of ``server.serve``) on the
+write lane, at most once a minute: never on a request's path. ``handle`` and
 ``handle_httpx`` stay synchronous for tests and in-process use (there, the
 caller's thread runs them on this backend's store).
 """
@@ -110,6 +113,8 @@ from sts_backend.errors import AccessDenied, BackendError, MfaLockout, ReceiverE
 from sts_backend.jwks import JwksCache
 from sts_backend.metrics import BackendMetrics
 from sts_backend.policy import access_denied_message, evaluate
+from sts_backend.store_core import StoreUnavailable
+from sts_backend.store_keys import KEY_USE_FLUSH_SECONDS
 from sts_backend.throttle import KeyThrottle
 from sts_backend.validation import check_operation, validate
 from wire.clock import WallClock
@@ -137,6 +142,42 @@ READ_ONLY_ACTIONS: dict[str, frozenset[str]] = {
 _MFA_MARKERS = ("tokencode", "serialnumber")  # compared with the decoded names, lower-cased
 WEB_IDENTITY = "AssumeRoleWithWebIdentity"
 WEB_IDENTITY_WORKERS = 4  # web-identity calls in flight at once (each may wait on an identity provider)
+READ_WORKERS = 4  # threaded read-lane calls in flight at once (PostgreSQL: each holds a pooled connection)
+
+
+class _LanePool:
+    """Idle ``Backend``s of a threaded lane, each over its own ``store.reader()``: a worker takes
+    one (opening it on first use), serves, and puts it back. Thread-safe."""
+
+    def __init__(self, opener, metrics: BackendMetrics | None) -> None:
+        self._opener = opener
+        self._metrics = metrics
+        self._idle: list[Backend] = []
+        self._guard = threading.Lock()
+
+    def serve(self, req: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        """(worker thread) ``handle`` on an idle lane backend; 503 when none can be opened."""
+        with self._guard:
+            lane = self._idle.pop() if self._idle else None
+        if lane is None:
+            try:
+                lane = self._opener()
+            except Exception as exc:  # noqa: BLE001 - answered as AWS answers an overloaded service
+                log.warning("cannot open a store reader for a lane (%s)", type(exc).__name__)
+                if self._metrics is not None:
+                    self._metrics.store_error(None)
+                return layer_error_response(503)
+        try:
+            return lane.handle(req, params)
+        finally:
+            with self._guard:
+                self._idle.append(lane)
+
+    def close(self) -> None:
+        with self._guard:
+            lanes, self._idle = self._idle, []
+        for lane in lanes:
+            lane.store.close()
 
 
 class Backend:
@@ -172,14 +213,16 @@ class Backend:
         self._reader: Backend | None = None   # the read lane's backend, opened on first use
         self._reader_failed = False
         self._web_lane: trio.CapacityLimiter | None = None
-        self._web_readers: list[Backend] = []   # idle web-lane backends, each on its own reader()
-        self._web_guard = threading.Lock()
+        self._web_readers = _LanePool(self._lane_backend, self.metrics)
+        self._read_lane: trio.CapacityLimiter | None = None   # threaded reads (a database across a socket)
+        self._readers = _LanePool(self._lane_backend, self.metrics)
 
     async def __call__(self, req: HttpRequest) -> HttpResponse:
         """Serve one request on the serving layer without blocking the event loop; never raises.
 
-        Read-only calls run inline on the read lane's connection (never waits for a
-        lock); everything else runs ``handle`` in the write lane's worker thread.
+        Read-only calls run on the read lane (inline on a local SQLite store, whose
+        reads never wait for a lock; in a worker thread on a database across a
+        socket); everything else runs ``handle`` in the write lane's worker thread.
         The lane is chosen from the decoded form, the same parameters ``handle``
         then serves: no spelling of a name can move a call that writes (an MFA
         code is consumed) onto the read-only lane.
@@ -187,13 +230,16 @@ class Backend:
         if self._write_lane is None:
             self._write_lane, self._opening = trio.CapacityLimiter(1), trio.Lock()
             self._web_lane = trio.CapacityLimiter(WEB_IDENTITY_WORKERS)
+            self._read_lane = trio.CapacityLimiter(READ_WORKERS)
         try:
             params = _form(req)
         except QueryError:
             params = None  # the write lane parses again and reports it
         if params is not None and params.get("Action") == WEB_IDENTITY and getattr(self.store, "reader", None):
-            return await trio.to_thread.run_sync(self._serve_web_identity, req, params, limiter=self._web_lane)
-        if not self._reader_failed and params is not None and _reads_only(req, params) and not self._flush_due():
+            return await trio.to_thread.run_sync(self._web_readers.serve, req, params, limiter=self._web_lane)
+        if not self._reader_failed and params is not None and _reads_only(req, params):
+            if not getattr(self.store, "inline_reads", True):
+                return await trio.to_thread.run_sync(self._readers.serve, req, params, limiter=self._read_lane)
             reader = self._reader
             if reader is None:
                 async with self._opening:
@@ -204,9 +250,19 @@ class Backend:
                 return reader.handle(req, params)
         return await trio.to_thread.run_sync(self.handle, req, params, limiter=self._write_lane)
 
-    def _flush_due(self) -> bool:
-        due = getattr(self.store, "key_use_flush_due", None)
-        return due is not None and due()
+    async def maintain(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Background upkeep while serving: write buffered access-key uses in one batch every
+        ``KEY_USE_FLUSH_SECONDS``, on the write lane, so no request ever waits on that write."""
+        task_status.started()
+        flush = getattr(self.store, "flush_key_use", None)
+        while flush is not None:
+            await trio.sleep(KEY_USE_FLUSH_SECONDS)
+            if self._write_lane is None:
+                self._write_lane, self._opening = trio.CapacityLimiter(1), trio.Lock()
+            try:
+                await trio.to_thread.run_sync(flush, limiter=self._write_lane)
+            except Exception as exc:  # noqa: BLE001 - kept in the buffer; the next round tries again
+                log.warning("cannot write access-key last-used records (%s); retrying later", type(exc).__name__)
 
     def _open_reader(self) -> None:
         """(worker thread) Open the read lane; on failure the write lane serves everything."""
@@ -215,8 +271,7 @@ class Backend:
             self._reader_failed = True
             return
         try:
-            self._reader = Backend(opener(), self.clock, self.audit, self.throttle, self.web_keys,
-                                   secure_transport=self.secure_transport, metrics=self.metrics)
+            self._reader = self._lane_backend()
         except Exception as exc:  # noqa: BLE001 - the write lane can serve everything
             log.warning("cannot open the read lane (%s); serving every call on the write lane",
                         type(exc).__name__)
@@ -224,35 +279,30 @@ class Backend:
                 self.metrics.store_error(None)
             self._reader_failed = True
 
-    def _serve_web_identity(self, req: HttpRequest, params: dict[str, str]) -> HttpResponse:
-        """(worker thread) AssumeRoleWithWebIdentity on the web-identity lane (see the module docstring)."""
-        with self._web_guard:
-            lane = self._web_readers.pop() if self._web_readers else None
-        if lane is None:
-            try:
-                lane = Backend(self.store.reader(), self.clock, self.audit, self.throttle, self.web_keys,
-                               metrics=self.metrics)
-            except Exception as exc:  # noqa: BLE001 - answered as AWS answers an overloaded service
-                log.warning("cannot open a web-identity lane (%s)", type(exc).__name__)
-                if self.metrics is not None:
-                    self.metrics.store_error(None)
-                return layer_error_response(503)
-        try:
-            return lane.handle(req, params)
-        finally:
-            with self._web_guard:
-                self._web_readers.append(lane)
+    def _lane_backend(self) -> Backend:
+        """A ``Backend`` over a fresh ``store.reader()``, sharing this one's audit, throttle and caches."""
+        return Backend(self.store.reader(), self.clock, self.audit, self.throttle, self.web_keys,
+                       secure_transport=self.secure_transport, metrics=self.metrics)
 
-    def lane_statistics(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        """``(busy, queued, workers)`` of the write lane and of the web-identity lane (pool saturation);
-        zeros before the first call opened them. Call on the event loop."""
+    def lane_statistics(self) -> dict[str, tuple[int, int, int]]:
+        """``(busy, queued, workers)`` of each lane (pool saturation): ``write``, ``web_identity``,
+        and ``read`` when reads run in threads (a database across a socket); zeros before the
+        first call opened them. Call on the event loop."""
         def of(lane: trio.CapacityLimiter | None, workers: int) -> tuple[int, int, int]:
             if lane is None:
                 return 0, 0, workers
             stats = lane.statistics()
             return stats.borrowed_tokens, stats.tasks_waiting, workers
 
-        return of(self._write_lane, 1), of(self._web_lane, WEB_IDENTITY_WORKERS)
+        lanes = {"write": of(self._write_lane, 1), "web_identity": of(self._web_lane, WEB_IDENTITY_WORKERS)}
+        if not getattr(self.store, "inline_reads", True):
+            lanes["read"] = of(self._read_lane, READ_WORKERS)
+        return lanes
+
+    def pool_statistics(self) -> tuple[int, int, int] | None:
+        """``(in use, waiting, size)`` of the store's connection pool (None: the store has none)."""
+        stats = getattr(self.store, "pool_statistics", None)
+        return stats() if stats else None
 
     def close(self) -> None:
         """Close the read lanes' connections (the store itself stays open: its owner closes it).
@@ -262,10 +312,8 @@ class Backend:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.store.close()
-        with self._web_guard:
-            lanes, self._web_readers = self._web_readers, []
-        for lane in lanes:
-            lane.store.close()
+        self._web_readers.close()
+        self._readers.close()
 
     def handle(self, req: HttpRequest, params: dict[str, str] | None = None) -> HttpResponse:
         """Serve one Query API request; never raises.
@@ -288,7 +336,7 @@ class Backend:
             status, body = exc.http_status, self._error(exc, service, record)
         except QueryError as exc:
             status, body = 400, self._error(SenderError(exc.code, exc.message), service, record)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreUnavailable) as exc:
             if self.metrics is not None:
                 self.metrics.store_error(exc)
             failure = store_failure(exc)
@@ -451,9 +499,12 @@ def audit_failure(exc: OSError) -> ReceiverError:
     return ReceiverError()
 
 
-def store_failure(exc: sqlite3.Error) -> ReceiverError:
-    """The answer for a store error: 503 when it is busy or locked (SDKs retry), 503 naming a full
-    disk, else a 500 logged with its detail at ERROR (a bug or damage, not load)."""
+def store_failure(exc: sqlite3.Error | StoreUnavailable) -> ReceiverError:
+    """The answer for a store error: 503 when it is busy, locked or unreachable (SDKs retry), 503
+    naming a full disk, else a 500 logged with its detail at ERROR (a bug or damage, not load)."""
+    if isinstance(exc, StoreUnavailable):
+        log.warning("store unavailable: %s", exc)
+        return ReceiverError("ServiceUnavailable", "Service is unable to handle request.", 503)
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None  # extended codes carry the primary in the low byte
     if primary in _BUSY:

@@ -6,7 +6,7 @@ non-whitespace characters — LimitExceeded "Cannot exceed quota for ACLSizePerR
 2048". Deleting a role revokes its live sessions (the store bumps the revocation
 epoch; a role recreated under the same name gets a new id, so old sessions stay dead).
 Users and roles a trust policy names are resolved to their unique ids when it is
-saved (``_checked_trust``); see ``store_identities.SqliteIdentities.trust_as_shown`` for what that changes.
+saved (``_checked_trust``); see ``store_identities.SqlIdentities.trust_as_shown`` for what that changes.
 """
 
 from __future__ import annotations

@@ -98,8 +98,9 @@ class BackendMetrics:
         elif exc.code == "AccessDenied" and exc.message == BAD_MFA_CODE:
             self._mfa_failures.inc()
 
-    def store_error(self, exc: sqlite3.Error | None) -> None:
-        """A store failure (None: a lane's connection could not be opened)."""
+    def store_error(self, exc: Exception | None) -> None:
+        """A store failure: SQLite busy/locked is ``busy``; anything else (PostgreSQL down, a lane's
+        connection that could not be opened: None) is ``unavailable``."""
         code = getattr(exc, "sqlite_errorcode", None)
         busy = isinstance(code, int) and code & 0xFF in _BUSY
         self._store.labels("busy" if busy else "unavailable").inc()
@@ -121,15 +122,22 @@ class _LaneCollector(Collector):
         return []   # values only exist once the lanes are opened: nothing to check at registration
 
     def collect(self):
-        write, web = self._backend.lane_statistics()
+        lanes = self._backend.lane_statistics()
         busy = GaugeMetricFamily("rolecall_backend_lane_busy_workers", "Worker threads serving a call, by lane.",
                                  labels=("lane",))
         waiting = GaugeMetricFamily("rolecall_backend_lane_queued_calls", "Calls waiting for a worker, by lane.",
                                     labels=("lane",))
         capacity = GaugeMetricFamily("rolecall_backend_lane_workers", "Worker threads a lane may use.",
                                      labels=("lane",))
-        for lane, stats in (("write", write), ("web_identity", web)):
+        for lane, stats in lanes.items():
             busy.add_metric((lane,), stats[0])
             waiting.add_metric((lane,), stats[1])
             capacity.add_metric((lane,), stats[2])
         yield from (busy, waiting, capacity)
+        pool = getattr(self._backend, "pool_statistics", lambda: None)()
+        if pool is not None:   # PostgreSQL: the read pool's connections
+            in_use, queued, size = pool
+            yield GaugeMetricFamily("rolecall_backend_db_pool_in_use", "Database connections lent out.", value=in_use)
+            yield GaugeMetricFamily("rolecall_backend_db_pool_waiting", "Requests waiting for a database connection.",
+                                    value=queued)
+            yield GaugeMetricFamily("rolecall_backend_db_pool_size", "Database connections open.", value=size)

@@ -98,7 +98,7 @@ _PRINCIPAL_TYPES = frozenset({"AWS", "Service", "Federated", "CanonicalUser"})
 _SID = re.compile(r"[0-9A-Za-z]*")
 _ACCOUNT = re.compile(r"\d{12}")
 # A user's or role's unique id: how IAM shows a principal deleted since the policy was saved.
-# It names nobody alive, so it matches no caller (sts_backend.store_identities.SqliteIdentities.trust_as_shown).
+# It names nobody alive, so it matches no caller (sts_backend.store_identities.SqlIdentities.trust_as_shown).
 _UNIQUE_ID = re.compile(r"A(?:IDA|ROA)[A-Z0-9]{16,}")
 _AWS_PRINCIPAL_ARN = re.compile(
     r"arn:aws[a-z-]*:(?:iam::(\d{12}):(?:root|user/.+|role/.+)"

@@ -114,6 +114,9 @@ async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl
                     for address in await nursery.start(scrape.serve, metrics_listeners):
                         log.info("metrics on http://%s%s", address, METRICS_PATH)
                 await nursery.start(server.serve, listeners)
+                upkeep = trio.CancelScope()   # the backend's background flush, ended before the drain
+                if isinstance(handler, Backend):
+                    nursery.start_soon(_maintain, handler, upkeep)
                 for url in urls:
                     log.info("listening on %s", url)
                 task_status.started(urls)
@@ -129,9 +132,15 @@ async def serve(handler: Callable, addresses: Sequence[str], *, ssl_context: ssl
                 server.shutdown()
                 if scrape is not None:
                     scrape.shutdown()
+                upkeep.cancel()
     finally:
         if isinstance(handler, Backend):
             handler.close()   # no request is in progress any more: the nursery has exited
+
+
+async def _maintain(backend: Backend, scope: trio.CancelScope) -> None:
+    with scope:
+        await backend.maintain()
 
 
 def reopen_audit(audit: Any) -> None:

@@ -1,20 +1,19 @@
-"""SQLite repository ``store_api.Account``: the account, quotas and settings, aliases, the summary."""
+"""The repository ``store_api.Account``: the account, quotas and settings, aliases, the summary."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import sqlite3
 
 from sts_backend import iam_errors as err
 from sts_backend.store_core import DEFAULT_QUOTAS, from_ts
-from sts_backend.store_sqlite import SqliteDb
+from sts_backend.store_sql import Connection, SqlDb
 
 
-class SqliteAccount:
+class SqlAccount:
     """The account row, the ``settings`` table (quota overrides), aliases, counts."""
 
-    def __init__(self, db: SqliteDb) -> None:
+    def __init__(self, db: SqlDb) -> None:
         self._db = db
 
     def account_id(self) -> str:
@@ -25,7 +24,7 @@ class SqliteAccount:
         """When the store (the account) was initialised."""
         return from_ts(self._db.one("SELECT created FROM account")[0])
 
-    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    def transaction(self) -> contextlib.AbstractContextManager[Connection]:
         """One write transaction around several calls (each joins it): all of them commit, or none.
 
         The backend wraps every IAM change in one, with the change's audit line

@@ -1,6 +1,6 @@
 """What every store engine shares: quotas and their defaults, stored time, the store's error.
 
-Nothing here knows SQL: the engines (``store_sqlite`` and its repositories) do.
+Nothing here knows SQL: the engines (``store_sqlite``, ``store_postgres``) and the repositories do.
 """
 
 from __future__ import annotations
@@ -45,7 +45,12 @@ QUOTA_MINIMUM: dict[str, int] = {"StsRequestsPerSecondPerKey": 0}
 
 
 class StoreError(Exception):
-    """The data dir cannot be used: not initialised, already initialised, unreadable."""
+    """The store cannot be used: not initialised, already initialised, unreadable, unknown schema."""
+
+
+class StoreUnavailable(Exception):
+    """The database cannot answer now (down, restarting, a lock held too long): the backend
+    answers 503 ``ServiceUnavailable``, which SDKs retry. The message names no secret."""
 
 
 def ts(when: dt.datetime) -> str:

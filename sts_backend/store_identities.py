@@ -1,7 +1,7 @@
-"""SQLite repository ``store_api.Identities``: users, groups and membership, roles, tags.
+"""The repository ``store_api.Identities``: users, groups and membership, roles, tags.
 
 Every method raises the AWS error the IAM API would (``iam_errors``); checks and
-writes share one ``SqliteDb.tx`` so they hold across processes. Deleting a user
+writes share one ``SqlDb.tx`` so they hold across processes. Deleting a user
 or role can revoke live sessions: it bumps the revocation epoch in the same
 transaction.
 """
@@ -10,37 +10,36 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 
 from sts_backend import iam_errors as err
 from sts_backend import ids
 from sts_backend.iam_records import Group
 from sts_backend.records import Role, User
 from sts_backend.store_core import from_ts
-from sts_backend.store_sqlite import ENTITY_TABLES, SqliteDb
+from sts_backend.store_sql import ENTITY_TABLES, Row, SqlDb
 
 _USER_COLS = "name, user_id, arn, path, created"
 _ROLE_COLS = ("name, role_id, arn, path, trust_policy, max_session_duration, description, created, "
               "trust_principal_ids")
 
 
-def user_from_row(row: sqlite3.Row) -> User:
+def user_from_row(row: Row) -> User:
     return User(user_name=row[0], user_id=row[1], arn=row[2], path=row[3], create_date=from_ts(row[4]))
 
 
-def role_from_row(row: sqlite3.Row) -> Role:
+def role_from_row(row: Row) -> Role:
     return Role(role_name=row[0], role_id=row[1], arn=row[2], path=row[3], assume_role_policy=row[4],
                 max_session_duration=row[5], description=row[6], create_date=from_ts(row[7]))
 
 
-def group_from_row(row: sqlite3.Row) -> Group:
+def group_from_row(row: Row) -> Group:
     return Group(group_name=row[0], group_id=row[1], arn=row[2], path=row[3], create_date=from_ts(row[4]))
 
 
-class SqliteIdentities:
+class SqlIdentities:
     """Users, groups, roles, tags."""
 
-    def __init__(self, db: SqliteDb) -> None:
+    def __init__(self, db: SqlDb) -> None:
         self._db = db
 
     def user(self, user_name: str) -> User | None:
@@ -53,7 +52,7 @@ class SqliteIdentities:
         row = self._db.one(f"SELECT {_ROLE_COLS} FROM roles WHERE name = ?", (role_name,))
         return None if row is None else self._role_from_row(row)
 
-    def _role_from_row(self, row: sqlite3.Row) -> Role:
+    def _role_from_row(self, row: Row) -> Role:
         """A role row as IAM shows it: in its trust policy, a principal deleted since the policy
         was saved appears as the unique id it had (``trust_as_shown``)."""
         role = role_from_row(row)

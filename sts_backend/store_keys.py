@@ -1,7 +1,8 @@
-"""SQLite repository ``store_api.AccessKeys``: long-term access keys and their last use.
+"""The repository ``store_api.AccessKeys``: long-term access keys and their last use.
 
 ``record_key_use`` is buffered in memory (``KeyUseBuffer``) and written at most
-once a minute, on ``GetAccessKeyLastUsed`` and when the store closes: a crash
+once a minute by the backend's background flush (``app.Backend.maintain``), on
+``GetAccessKeyLastUsed`` and when the store closes, in one batch: a crash
 loses at most a minute of last-used bookkeeping, never anything else, and no
 request waits on that write. A read-only store shares its writer's buffer and
 never flushes it.
@@ -18,14 +19,14 @@ from sts_backend import iam_errors as err
 from sts_backend import ids
 from sts_backend.iam_records import KeyLastUsed
 from sts_backend.records import AccessKey
-from sts_backend.store_core import from_ts, ts
-from sts_backend.store_sqlite import SqliteDb
+from sts_backend.store_core import StoreUnavailable, from_ts, ts
+from sts_backend.store_sql import Row, SqlDb
 
 KEY_USE_FLUSH_SECONDS = 60.0
 _KEY_COLS = "k.access_key_id, u.name, k.secret, k.status, k.created"
 
 
-def key_from_row(row: sqlite3.Row) -> AccessKey:
+def key_from_row(row: Row) -> AccessKey:
     return AccessKey(access_key_id=row[0], user_name=row[1], secret_access_key=row[2], status=row[3],
                      create_date=from_ts(row[4]))
 
@@ -51,10 +52,10 @@ class KeyUseBuffer:
             return pending
 
 
-class SqliteAccessKeys:
+class SqlAccessKeys:
     """Access keys; ``writer`` False for a read-only store (its uses wait in the shared buffer)."""
 
-    def __init__(self, db: SqliteDb, buffer: KeyUseBuffer, *, writer: bool) -> None:
+    def __init__(self, db: SqlDb, buffer: KeyUseBuffer, *, writer: bool) -> None:
         self._db = db
         self._buffer = buffer
         self._writer = writer
@@ -76,7 +77,8 @@ class SqliteAccessKeys:
                             secret_access_key=ids.new_secret_access_key(), status="Active",
                             create_date=self._db.clock.now())
             self._db.conn.execute(
-                "INSERT INTO access_keys (access_key_id, user_id, secret, status, created) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO access_keys (access_key_id, user_id, secret, status, created, seq) "
+                "VALUES (?, ?, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM access_keys))",
                 (key.access_key_id, user_id, key.secret_access_key, key.status, self._db.now()))
         return key
 
@@ -84,7 +86,7 @@ class SqliteAccessKeys:
         """The user's keys, oldest first."""
         user_id, _ = self._db.entity("user", user_name)
         rows = self._db.all(f"SELECT {_KEY_COLS} FROM access_keys k JOIN users u USING (user_id) "
-                            "WHERE k.user_id = ? ORDER BY k.created, k.rowid", (user_id,))
+                            "WHERE k.user_id = ? ORDER BY k.created, k.seq", (user_id,))
         return [key_from_row(r) for r in rows]
 
     def _owned_key(self, user_name: str, access_key_id: str) -> str:
@@ -121,10 +123,8 @@ class SqliteAccessKeys:
         return KeyLastUsed(row[0], row[1], from_ts(row[2]), row[3], row[4])
 
     def record_key_use(self, access_key_id: str, service: str, region: str, when: dt.datetime) -> None:
-        """Note a long-term key's use; buffered, flushed at most once a minute."""
+        """Note a long-term key's use; buffered (never written on the request path)."""
         self._buffer.keep(access_key_id, (service, region, when))
-        if self.key_use_flush_due():
-            self.flush_key_use()
 
     def key_use_flush_due(self) -> bool:
         """True when this store holds key uses older than the flush interval (False for a reader)."""
@@ -146,6 +146,6 @@ class SqliteAccessKeys:
             with self._db.tx() as conn:
                 conn.executemany("UPDATE access_keys SET last_used = ?, last_service = ?, last_region = ? "
                                  "WHERE access_key_id = ? AND (last_used IS NULL OR last_used < ?)", rows)
-        except sqlite3.OperationalError:
+        except (sqlite3.OperationalError, StoreUnavailable):
             for akid, use in pending.items():   # back into the buffer, unless a later use came in meanwhile
                 self._buffer.keep(akid, use)

@@ -1,4 +1,4 @@
-"""SQLite repository ``store_api.MfaDevices``: virtual MFA devices, TOTP replay state, failure counters.
+"""The repository ``store_api.MfaDevices``: virtual MFA devices, TOTP replay state, failure counters.
 
 A device's ``last_timecode`` only ever grows: enabling, resyncing and signing in
 (``consume_totp``) each set it with a compare-and-set
@@ -15,7 +15,7 @@ from sts_backend import iam_errors as err
 from sts_backend import ids, mfa
 from sts_backend.records import MfaDevice
 from sts_backend.store_core import from_ts
-from sts_backend.store_sqlite import SqliteDb
+from sts_backend.store_sql import SqlDb
 
 _MFA_SELECT = ("SELECT d.serial, u.name, d.seed, d.enable_date, d.last_timecode "
                "FROM mfa_devices d LEFT JOIN users u USING (user_id)")
@@ -26,10 +26,10 @@ def mfa_from_row(row) -> MfaDevice:
                      enable_date=from_ts(row[3]), last_timecode=row[4])
 
 
-class SqliteMfaDevices:
+class SqlMfaDevices:
     """Virtual MFA devices, replay state, failed codes."""
 
-    def __init__(self, db: SqliteDb) -> None:
+    def __init__(self, db: SqlDb) -> None:
         self._db = db
 
     def mfa_device(self, serial_number: str) -> MfaDevice | None:
@@ -136,7 +136,7 @@ class SqliteMfaDevices:
                                   (serial,))
             self._db.conn.execute("INSERT INTO mfa_revocations (serial, revoked_before) VALUES (?, ?) "
                                   "ON CONFLICT (serial) DO UPDATE SET revoked_before = "
-                                  "max(revoked_before, excluded.revoked_before)",
+                                  "excluded.revoked_before WHERE excluded.revoked_before > mfa_revocations.revoked_before",
                                   (device.serial_number, self._db.now()))
             self._db.bump_epoch()
 

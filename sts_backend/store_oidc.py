@@ -1,11 +1,11 @@
-"""SQLite repository ``store_api.OidcProviders``: IAM OpenID Connect providers.
+"""The repository ``store_api.OidcProviders``: IAM OpenID Connect providers.
 
 They live in the ``oidc_providers`` table of schema v3.
 
 A provider is keyed by its ARN, ``arn:aws:iam::ACCT:oidc-provider/`` + the URL without
 its scheme; the row keeps the URL as registered (with the scheme, so the JWKS is
 fetched the way the administrator said). Client ids, thumbprints and tags are JSON
-lists. Every change is a read-check-write inside one ``SqliteDb.tx``, so the quota and the
+lists. Every change is a read-check-write inside one ``SqlDb.tx``, so the quota and the
 uniqueness of a URL hold across processes.
 """
 
@@ -16,7 +16,7 @@ import json
 from sts_backend import iam_errors as err
 from sts_backend.iam_records import OidcProvider
 from sts_backend.store_core import from_ts
-from sts_backend.store_sqlite import SqliteDb
+from sts_backend.store_sql import SqlDb
 
 _OIDC_COLS = "arn, url, client_ids, thumbprints, tags, created"
 
@@ -27,10 +27,10 @@ def oidc_from_row(row) -> OidcProvider:
                         tags=tuple((k, v) for k, v in json.loads(row[4])), create_date=from_ts(row[5]))
 
 
-class SqliteOidcProviders:
+class SqlOidcProviders:
     """OpenID Connect providers."""
 
-    def __init__(self, db: SqliteDb) -> None:
+    def __init__(self, db: SqlDb) -> None:
         self._db = db
 
     def create_oidc_provider(self, arn: str, url: str, client_ids: list[str], thumbprints: list[str],

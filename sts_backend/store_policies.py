@@ -1,4 +1,4 @@
-"""SQLite repository ``store_api.Policies``: inline and managed policies, versions, attachments, boundaries.
+"""The repository ``store_api.Policies``: inline and managed policies, versions, attachments, boundaries.
 
 Sizes are counted by the caller (``sts_backend.policy_document.policy_size``: characters
 other than whitespace) and stored with each inline policy, so the aggregate
@@ -12,7 +12,7 @@ from sts_backend import iam_errors as err
 from sts_backend import ids
 from sts_backend.iam_records import AttachedPolicy, ManagedPolicy, PolicySource, PolicyVersion
 from sts_backend.store_core import from_ts
-from sts_backend.store_sqlite import SqliteDb
+from sts_backend.store_sql import SqlDb
 
 _SIZE_QUOTAS = {"user": "UserPolicySize", "group": "GroupPolicySize", "role": "RolePolicySize"}
 _ATTACH_QUOTAS = {"user": "PoliciesPerUser", "group": "PoliciesPerGroup", "role": "PoliciesPerRole"}
@@ -64,10 +64,10 @@ def _version_number(version_id: str) -> int | None:
     return None
 
 
-class SqlitePolicies:
+class SqlPolicies:
     """Inline and managed policies, attachments, boundaries."""
 
-    def __init__(self, db: SqliteDb) -> None:
+    def __init__(self, db: SqlDb) -> None:
         self._db = db
 
     # ---- inline ------------------------------------------------------------------------

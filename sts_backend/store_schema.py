@@ -214,8 +214,16 @@ def _v4_resolve_trust_principals(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE roles SET trust_principal_ids = ? WHERE role_id = ?", (json.dumps(found), role_id))
 
 
+# v5: the order access keys were created in, as a column both engines have (it was SQLite's
+# rowid; ListAccessKeys breaks ties of the same creation time by it).
+_V5 = """
+ALTER TABLE access_keys ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+UPDATE access_keys SET seq = rowid;
+"""
+
 # A migration is SQL (statements run in order) or a function of the connection.
-MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (_V1, _V2, _V3, _v4_resolve_trust_principals)
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (_V1, _V2, _V3, _v4_resolve_trust_principals,
+                                                                       _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,4 +1,4 @@
-"""SQLite repository ``store_api.Sessions``: session revocation and the revocation epoch.
+"""The repository ``store_api.Sessions``: session revocation and the revocation epoch.
 
 Sessions themselves are not stored (a sealed token carries all of one); what is
 stored is what ends them: ``revocations`` (explicit, per role or user),
@@ -13,13 +13,13 @@ import datetime as dt
 
 from sts_backend.records import Session
 from sts_backend.store_core import from_ts, ts
-from sts_backend.store_sqlite import SqliteDb
+from sts_backend.store_sql import SqlDb
 
 
-class SqliteSessions:
+class SqlSessions:
     """Revocations."""
 
-    def __init__(self, db: SqliteDb) -> None:
+    def __init__(self, db: SqlDb) -> None:
         self._db = db
 
     def revocation_epoch(self) -> int:
@@ -34,7 +34,7 @@ class SqliteSessions:
         with self._db.tx() as conn:
             conn.execute("INSERT INTO revocations (kind, name, revoked_before) VALUES (?, ?, ?) "
                          "ON CONFLICT (kind, name) DO UPDATE SET revoked_before = "
-                         "max(revoked_before, excluded.revoked_before)", (kind, name, when))
+                         "excluded.revoked_before WHERE excluded.revoked_before > revocations.revoked_before", (kind, name, when))
             self._db.bump_epoch()
 
     def _revoked_after(self, kind: str, name: str, issued_at: dt.datetime) -> bool:

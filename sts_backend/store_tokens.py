@@ -1,8 +1,9 @@
-"""SQLite repository ``store_api.TokenKeys``: the keys that seal session tokens.
+"""The repository ``store_api.TokenKeys``: the keys that seal session tokens.
 
-``token_keys`` is on every request's path, so it is cached until the database
-changes: ``PRAGMA data_version`` moves with other connections' commits, the
-``SqliteDb.writes`` counter with this one's.
+``token_keys`` is on every minting request's path, so it is cached until the
+database may have changed (``SqlDb.data_stamp``: SQLite's ``data_version`` and
+this store's own commits; on PostgreSQL, this store's commits and at most one
+second of the wall clock: another replica's change is followed within a second).
 """
 
 from __future__ import annotations
@@ -10,25 +11,24 @@ from __future__ import annotations
 import secrets
 
 from sts_backend.store_core import StoreError
-from sts_backend.store_sqlite import SqliteDb
+from sts_backend.store_sql import SqlDb
 
 
-class SqliteTokenKeys:
-    """Token keys; ``where`` names the database in errors (the CLI's hint takes the data dir)."""
+class SqlTokenKeys:
+    """Token keys (``SqlDb.where`` names the database in errors)."""
 
-    def __init__(self, db: SqliteDb, where: str) -> None:
+    def __init__(self, db: SqlDb) -> None:
         self._db = db
-        self._where = where
-        self._cache: tuple[tuple[int, int], tuple[int, dict[int, bytes]]] | None = None
+        self._cache: tuple[object, tuple[int, dict[int, bytes]]] | None = None
 
     def token_keys(self) -> tuple[int, dict[int, bytes]]:
         """(current key id, every key id → 32-byte key) for sealing session tokens."""
         db = self._db
-        stamp = (db.conn.execute("PRAGMA data_version").fetchone()[0], db.writes)
+        stamp = db.data_stamp()
         if self._cache is None or self._cache[0] != stamp:
             keys = {r[0]: bytes(r[1]) for r in db.all("SELECT key_id, key FROM token_keys")}
             if not keys:
-                raise StoreError(f"{self._where} has no session-token key: run `rolecall backend rotate-token-key`")
+                raise StoreError(f"{db.where} has no session-token key: run `rolecall backend rotate-token-key`")
             self._cache = (stamp, (max(keys), keys))
         current, keys = self._cache[1]
         return current, dict(keys)
@@ -39,9 +39,8 @@ class SqliteTokenKeys:
         Older keys stay, so tokens they sealed keep verifying until they expire.
         """
         with self._db.tx() as conn:
-            cur = conn.execute("INSERT INTO token_keys (key, created) VALUES (?, ?)",
-                               (secrets.token_bytes(32), self._db.now()))
-            return cur.lastrowid
+            return conn.execute("INSERT INTO token_keys (key, created) VALUES (?, ?) RETURNING key_id",
+                                (secrets.token_bytes(32), self._db.now())).fetchone()[0]
 
     def retire_token_key(self, key_id: int | None = None) -> int:
         """Delete token key ``key_id`` (default: the oldest) and return its id

@@ -108,3 +108,25 @@ def need_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} not installed (make test installs it when run as root)")
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL server for the run (``tests.pg_support``); skips, saying why, when
+    this machine cannot start one."""
+    from tests.pg_support import PgCluster, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = PgCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster, monkeypatch):
+    """A fresh database on the run's cluster, with PGPASSFILE set for clients in this process."""
+    for name, value in pg_cluster.env().items():
+        monkeypatch.setenv(name, value)
+    return pg_cluster.new_database()

@@ -276,6 +276,35 @@ def test_reader_store_shares_the_key_use_buffer_and_never_flushes(tmp_path):
             reader.close()
 
 
+async def test_key_uses_are_written_in_the_background_never_by_a_request(tmp_path, autojump_clock):
+    """``Backend.maintain`` (virtual time): a request only buffers its key's use; a minute later the
+    background task writes it, where another connection (another process, a replica) reads it."""
+    import datetime as dt
+
+    from sts_backend.store_keys import KEY_USE_FLUSH_SECONDS
+
+    with Store.create(str(tmp_path / "data"), ACCOUNT) as store:
+        _, key = bootstrap_admin(store)
+        backend = Backend(store, SystemClock())
+        store.record_key_use(key.access_key_id, "sts", "eu-west-1", dt.datetime.now(dt.timezone.utc))
+        with Store.open(str(tmp_path / "data")) as other:
+            def written() -> bool:
+                row = other.db.conn.execute("SELECT last_used FROM access_keys WHERE access_key_id = ?",
+                                            (key.access_key_id,)).fetchone()
+                return row[0] is not None
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(backend.maintain)
+                await trio.sleep(KEY_USE_FLUSH_SECONDS - 1)
+                assert not written()                      # buffered: nothing on the request's path
+                for _ in range(400):                      # the batch runs in a worker thread: give it
+                    await trio.to_thread.run_sync(time.sleep, 0.005)   # real time (up to 2 s)
+                    if written():
+                        break
+                assert written()                          # the background batch
+                nursery.cancel_scope.cancel()
+
+
 async def test_closing_the_server_closes_the_read_lane(nursery, tmp_path):
     running, done = await start_served(nursery, tmp_path)
     async with httpx.AsyncClient(timeout=10) as client:
@@ -286,5 +315,5 @@ async def test_closing_the_server_closes_the_read_lane(nursery, tmp_path):
     await done.wait()
     assert running.backend._reader is None
     with pytest.raises(sqlite3.ProgrammingError):
-        reader.store._conn.execute("SELECT 1")
+        reader.store.db.conn.execute("SELECT 1")
     running.store.close()

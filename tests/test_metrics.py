@@ -349,7 +349,7 @@ def test_expiry_and_mfa_gauges_are_read_at_scrape_time():
 def test_the_alert_rules_use_metrics_that_exist():
     class Lanes:
         def lane_statistics(self):
-            return (0, 0, 1), (0, 0, 4)
+            return {"write": (0, 0, 1), "web_identity": (0, 0, 4)}
 
     backend_metrics = BackendMetrics()
     backend_metrics.watch(Lanes())

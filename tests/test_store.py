@@ -106,7 +106,7 @@ def test_files_are_0600_and_new_dir_0700(tmp_path, clock):
 
 
 def test_pragmas(store):
-    conn = store._conn
+    conn = store.db.conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -114,11 +114,11 @@ def test_pragmas(store):
 
 
 def test_schema_version_and_idempotent_migration(store, tmp_path, clock):
-    assert schema_version(store._conn) == SCHEMA_VERSION
-    assert migrate(store._conn) == SCHEMA_VERSION
-    assert migrate(store._conn) == SCHEMA_VERSION
+    assert schema_version(store.db.conn) == SCHEMA_VERSION
+    assert migrate(store.db.conn) == SCHEMA_VERSION
+    assert migrate(store.db.conn) == SCHEMA_VERSION
     with Store.open(store.path.parent, clock) as again:
-        assert schema_version(again._conn) == SCHEMA_VERSION
+        assert schema_version(again.db.conn) == SCHEMA_VERSION
 
 
 def test_upgrade_resolves_the_principals_of_trust_policies_saved_before(store):
@@ -128,9 +128,10 @@ def test_upgrade_resolves_the_principals_of_trust_policies_saved_before(store):
     document = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["' + arn +
                 f'", "arn:aws:iam::210987654321:user/x", "{ACCOUNT}"]}},"Action":"sts:AssumeRole"}}]}}')
     store.create_role("old", document)   # no principal_ids: as a pre-v3 row reads after the v3 columns
-    store._conn.execute("PRAGMA user_version = 3")
-    assert migrate(store._conn) == SCHEMA_VERSION
-    row = store._conn.execute("SELECT trust_principal_ids FROM roles WHERE name = 'old'").fetchone()
+    store.db.conn.execute("ALTER TABLE access_keys DROP COLUMN seq")   # the table as it was before v5
+    store.db.conn.execute("PRAGMA user_version = 3")
+    assert migrate(store.db.conn) == SCHEMA_VERSION
+    row = store.db.conn.execute("SELECT trust_principal_ids FROM roles WHERE name = 'old'").fetchone()
     assert json.loads(row[0]) == {arn: bob.user_id}
     store.delete_user("bob")
     store.create_user("bob")
@@ -138,8 +139,22 @@ def test_upgrade_resolves_the_principals_of_trust_policies_saved_before(store):
     assert shown["Statement"][0]["Principal"]["AWS"][0] == bob.user_id
 
 
+def test_upgrade_keeps_the_creation_order_of_access_keys(store):
+    """v5 turns SQLite's rowid into a column both engines have: same-time keys keep their order."""
+    store.create_user("alice")
+    for key in (store.create_access_key("alice"), store.create_access_key("alice")):  # one clock instant
+        store.db.conn.execute("UPDATE access_keys SET access_key_id = ? WHERE access_key_id = ?",
+                              ("AKIAZZZZZZZZZZZZZZZZ" if key.access_key_id == store.access_keys_of("alice")[0]
+                               .access_key_id else "AKIAAAAAAAAAAAAAAAAA", key.access_key_id))
+    store.db.conn.execute("ALTER TABLE access_keys DROP COLUMN seq")
+    store.db.conn.execute("PRAGMA user_version = 4")
+    assert migrate(store.db.conn) == SCHEMA_VERSION
+    # creation order (the old rowid), not the ids' order
+    assert [k.access_key_id for k in store.access_keys_of("alice")] == ["AKIAZZZZZZZZZZZZZZZZ", "AKIAAAAAAAAAAAAAAAAA"]
+
+
 def test_newer_schema_refused(store, clock):
-    store._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    store.db.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer"):
         Store.open(store.path.parent, clock)
 

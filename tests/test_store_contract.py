@@ -1,8 +1,10 @@
 """The store contract: what every engine behind ``sts_backend.store_api`` must do.
 
-Each test runs against every engine in ``ENGINES`` (SQLite today; PostgreSQL will
-join) through the ``Store`` methods the backend calls. ``tests/test_store.py`` keeps
-the SQLite engine's own concerns: files, modes, pragmas, migrations, durability.
+Each test runs against every engine in ``ENGINES`` (SQLite, and PostgreSQL on a
+throwaway cluster: ``tests.pg_support``, skipped with the reason where none can
+start) through the ``Store`` methods the backend calls. ``tests/test_store.py`` keeps
+the SQLite engine's own concerns (files, modes, pragmas, migrations, durability),
+``tests/test_store_postgres.py`` PostgreSQL's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from sts_backend import store_api
 from sts_backend.errors import DeleteConflict, EntityAlreadyExists, LimitExceeded, NoSuchEntity
 from sts_backend.records import Session
-from sts_backend.store import SQLITE_REPOSITORIES, Store, StoreError
+from sts_backend.store import SQL_REPOSITORIES, Store, StoreError
 from tests.clocks import FixedClock
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -36,13 +38,15 @@ class Engine:
     """How to make a fresh database and open a second store object on it."""
 
     name: str
-    create: Callable[[Path, FixedClock], Store]
-    open: Callable[[Path, FixedClock], Store]
+    create: Callable[[object, FixedClock], Store]
+    open: Callable[[object, FixedClock], Store]
 
 
 ENGINES = [
     Engine("sqlite", lambda where, clock: Store.create(where, ACCOUNT, clock),
            lambda where, clock: Store.open(where, clock)),
+    Engine("postgresql", lambda where, clock: Store.create_database(where, ACCOUNT, clock),
+           lambda where, clock: Store.open_database(where, clock)),
 ]
 
 
@@ -57,8 +61,9 @@ def clock():
 
 
 @pytest.fixture
-def where(tmp_path):
-    return tmp_path / "data"
+def where(engine, tmp_path, request):
+    """The engine's database: a data dir, or a fresh PostgreSQL database's URL."""
+    return tmp_path / "data" if engine.name == "sqlite" else request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
@@ -89,8 +94,8 @@ def session_of(store, *, role=None, key="", user=None, mfa_serial=None, issued=T
 # ---- the interface itself ------------------------------------------------------------------
 
 @pytest.mark.parametrize("attr,protocol", store_api.REPOSITORIES, ids=[a for a, _ in store_api.REPOSITORIES])
-def test_sqlite_repository_implements_its_protocol_exactly(attr, protocol):
-    impl = SQLITE_REPOSITORIES[attr]
+def test_each_repository_implements_its_protocol_exactly(attr, protocol):
+    impl = SQL_REPOSITORIES[attr]
     for name in store_api.members(protocol):
         mine, declared = inspect.signature(getattr(impl, name)), inspect.signature(getattr(protocol, name))
         assert list(mine.parameters) == list(declared.parameters), name
@@ -102,7 +107,7 @@ def test_the_facade_answers_every_protocol_method_by_its_repository(store):
     assert len(names) == len(set(names)), "a method name belongs to two repositories"
     for attr, protocol in store_api.REPOSITORIES:
         for name in store_api.members(protocol):
-            assert getattr(Store, name).__wrapped__ is getattr(SQLITE_REPOSITORIES[attr], name)
+            assert getattr(Store, name).__wrapped__ is getattr(SQL_REPOSITORIES[attr], name)
             assert getattr(store, name).__self__ is getattr(store, attr)
     assert store.account_id() == store.account.account_id() == ACCOUNT
 
@@ -385,18 +390,21 @@ def test_mfa_failure_counters_are_shared(store, other, device):
 
 # ---- token keys and revocation -------------------------------------------------------------
 
-def test_token_keys_add_and_retire(store, other):
+def test_token_keys_add_and_retire(store, other, clock):
     first, keys = store.token_keys()
     assert set(keys) == {first} and len(keys[first]) == 32
     assert other.token_keys() == (first, keys)
     second = other.add_token_key()
-    assert store.token_keys()[0] == second                              # the other's commit is seen
+    assert other.token_keys()[0] == second                              # its own commit, at once
+    clock.advance(1)
+    assert store.token_keys()[0] == second                              # the other's, within a second
     assert set(store.token_keys()[1]) == {first, second}
     with pytest.raises(StoreError):
         store.retire_token_key(second)                                   # the current one
     with pytest.raises(StoreError):
         store.retire_token_key(9999)
     assert store.retire_token_key() == first
+    clock.advance(1)
     assert other.token_keys() == (second, {second: store.token_keys()[1][second]})
     with pytest.raises(StoreError):
         other.retire_token_key()                                         # only the current key left

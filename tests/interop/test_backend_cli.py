@@ -46,9 +46,10 @@ def rolecall(*args: str, **kwargs) -> subprocess.CompletedProcess:
 class BackendProcess:
     """`rolecall backend serve` in a child process; ``url`` once it logged its address."""
 
-    def __init__(self, data_dir: Path, *extra: str, listen: str = "127.0.0.1:0") -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "backend", "serve", "--data-dir",
-                                      str(data_dir), "--listen", listen, *extra],
+    def __init__(self, data_dir: Path | None, *extra: str, listen: str = "127.0.0.1:0") -> None:
+        where = ["--data-dir", str(data_dir)] if data_dir is not None else []   # None: --database in extra
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "backend", "serve", *where,
+                                      "--listen", listen, *extra],
                                      cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.lines: list[str] = []
         self.url = self._wait_listening()

@@ -143,7 +143,9 @@ async def _look(config: AgentConfig | None, sockets: list[str], clock: WallClock
     from metadata_server.peers import is_local_address
 
     sdk_endpoint, mode = await trio.to_thread.run_sync(probes.botocore_imds_settings, environ)
-    seen = _Seen(imds_target(sdk_endpoint, mode, _listen(config), is_local_address),
+    origin = ("AWS_EC2_METADATA_SERVICE_ENDPOINT" if environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") == sdk_endpoint
+              else "ec2_metadata_service_endpoint of the AWS config file")
+    seen = _Seen(imds_target(sdk_endpoint, mode, _listen(config), is_local_address, origin),
                  chain_plan(environ, sdk_endpoint, mode, is_local_address),
                  probes.path_facts(config_path, config, sockets, environ), probes.trusted_owners())
 

@@ -155,7 +155,9 @@ async def probe_imds(target: ImdsTarget) -> ImdsProbe:
                         return ImdsProbe(target, step, response.status_code)
                     answers.append(response.text)
                     headers = {"X-aws-ec2-metadata-token": answers[0]}
-                role = answers[1].strip()
+                role = answers[1]
+                if not role or any(c in role for c in "/ \r\n"):   # botocore appends it to the path as sent
+                    return ImdsProbe(target, "role", error=f"the listing is not one role name: {role[:80]!r}")
                 response = await client.get(base + "latest/meta-data/iam/security-credentials/" + role,
                                             headers=headers)
     except trio.TooSlowError:

@@ -42,7 +42,8 @@ def _url_host(host: str) -> str:
 
 
 def imds_target(sdk_endpoint: str | None, endpoint_mode: str, listen: Sequence[tuple[str, int]],
-                is_local: Callable[[str], bool]) -> ImdsTarget | None:
+                is_local: Callable[[str], bool], sdk_origin: str = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+                ) -> ImdsTarget | None:
     """Which metadata endpoint to try, without ever guessing one off this host (see ``cli.doctor``).
 
     Args:
@@ -52,12 +53,13 @@ def imds_target(sdk_endpoint: str | None, endpoint_mode: str, listen: Sequence[t
         endpoint_mode: ``ipv4`` or ``ipv6`` (botocore's ``ec2_metadata_service_endpoint_mode``).
         listen: the agent config's ``[metadata] listen`` as ``(host, port)``.
         is_local: whether an address is this host's (loopback, or on an interface).
+        sdk_origin: where ``sdk_endpoint`` was set, for the row.
 
     Returns:
         The endpoint, or None when nothing here may be tried.
     """
     if sdk_endpoint:
-        return ImdsTarget(sdk_endpoint.rstrip("/") + "/", "AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        return ImdsTarget(sdk_endpoint.rstrip("/") + "/", sdk_origin)
     default = DEFAULT_IMDS.get(endpoint_mode.lower(), DEFAULT_IMDS["ipv4"])
     if is_local(default):
         return ImdsTarget(f"http://{_url_host(default)}/", f"{default}, an address of this host")
@@ -84,7 +86,7 @@ class ImdsProbe:
 
 def _imds_fix(probe: ImdsProbe) -> str:
     step, status = probe.failed_step, probe.http_status
-    if status is None:
+    if status is None and step == "request":
         return f"nothing answers at {probe.target.url}: start the agent, or correct the endpoint"
     if status == 403:
         return "the agent refuses this caller: peers must be local and Host allowed ([metadata] allowed_peers/hosts)"

@@ -351,3 +351,30 @@ async def test_without_botocore_the_chain_row_is_skipped_and_the_variable_still_
     by_name = {check.name: check for check in report.checks}
     assert by_name["sdk-chain"].status == "skip" and "pip install botocore" in by_name["sdk-chain"].detail
     assert by_name["imds"].detail.startswith("http://127.0.0.1:9/ (AWS_EC2_METADATA_SERVICE_ENDPOINT)")
+
+
+@pytest.mark.parametrize("listing, token_status, step, status", [
+    (b"a\nb", 200, "role", None),      # botocore would ask for .../ab
+    (b"app", 403, "token PUT", 403),   # a peer or Host the agent refuses
+    (b"app", 200, None, None),
+])
+async def test_the_imds_probe_reports_the_step_that_failed(nursery, listing, token_status, step, status):
+    from cli.doctor_probes import probe_imds
+    from tests.servers import start_server
+    from wire.http import HttpResponse
+
+    def handler(req):
+        if req.method == "PUT":
+            return HttpResponse(token_status, body=b"token")
+        if req.target.endswith("/security-credentials/"):
+            return HttpResponse(200, body=listing)
+        return HttpResponse(200, body=json.dumps({"Code": "Success", "AccessKeyId": "ASIAEXAMPLE",
+                                                  "SecretAccessKey": "s3cret", "Token": "t",
+                                                  "Expiration": "2099-01-01T00:00:00Z"}).encode())
+
+    running = await start_server(nursery, handler)
+    target = sdk.ImdsTarget(running.url + "/", "test")
+    probe = await probe_imds(target)
+    assert (probe.failed_step, probe.http_status) == (step, status)
+    row = sdk.imds_check(target, probe, dt.datetime(2098, 1, 1, tzinfo=UTC))
+    assert row.status == ("ok" if step is None else "fail") and "s3cret" not in repr(probe) + row.detail

@@ -26,7 +26,7 @@ def build_parser():
     """The root ``argparse`` parser with every command group registered."""
     import argparse
 
-    from cli import agent, backend, keys, mfa, profiles, systemd, up  # each registers its own sub-parser
+    from cli import agent, backend, doctor, keys, mfa, profiles, systemd, up  # each registers its own sub-parser
 
     class Version(argparse.Action):   # reads the metadata only when asked, so --help stays cheap
         def __call__(self, parser, namespace, values, option_string=None):
@@ -46,6 +46,7 @@ def build_parser():
     profiles.register(commands)
     keys.register(commands)
     mfa.register(commands)
+    doctor.register(commands)
     return parser
 
 

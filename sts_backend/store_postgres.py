@@ -41,7 +41,7 @@ import contextlib
 import functools
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -147,7 +147,6 @@ class PgDb(SqlDb):
         self._owner = owner
         self._reader = reader
         self._borrowed: psycopg.Connection | None = None
-        self._depth = 0
         self.conn = _Conn(self)
         self._cache: dict[tuple, list] = {}   # readers: (sql, args) -> rows (see ``all``)
         self._cache_stamp: tuple[int, float] = (-1, 0.0)
@@ -201,37 +200,26 @@ class PgDb(SqlDb):
             with contextlib.suppress(Exception):
                 self._pool.putconn(conn)
 
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[_Conn]:
-        """A write transaction serialised across replicas (nested uses join the outer one)."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self.conn
-            finally:
-                self._depth -= 1
-            return
+    def _begin(self) -> None:
+        # Every writing transaction of every replica takes one advisory lock: serialised as
+        # SQLite's BEGIN IMMEDIATE serialises them. A failure here releases the connection.
         self.conn.execute("BEGIN")
-        self._depth = 1
-        try:
-            self.conn.execute("SELECT pg_advisory_xact_lock(?)", (LOCK_ID,))
-            yield self.conn
-        except BaseException:
-            if self._depth and self._borrowed is not None:
-                self._depth = 0
-                with contextlib.suppress(StoreUnavailable):
-                    self.conn.execute("ROLLBACK")
-            raise
-        self._depth = 0
+        self.conn.execute("SELECT pg_advisory_xact_lock(?)", (LOCK_ID,))
+
+    def _commit(self) -> None:
         self.conn.execute("COMMIT")
-        self.writes += 1
         self._pools.generation += 1   # an int bump: atomic under the GIL; readers compare it
 
-    def data_stamp(self) -> tuple[int, int]:
-        # Other replicas' commits are invisible to a counter here: the cache lives for one second
-        # of the wall clock (this store's own commits end it at once), so a key rotated or retired
-        # elsewhere is followed within a second, and minting does not pay a round trip for it.
-        return self.writes, int(self.clock.now().timestamp())
+    def _rollback(self) -> None:
+        if self._borrowed is not None:   # else the connection is gone, and its transaction with it
+            with contextlib.suppress(StoreUnavailable):
+                self.conn.execute("ROLLBACK")
+
+    def data_stamp(self) -> object:
+        # Another replica's commits are invisible to a counter here, and a session token sealed
+        # there under a new key must verify here at once (a refusal is InvalidClientTokenId,
+        # which SDKs do not retry): the token keys are read every time, one small query.
+        return object()
 
     def reader(self) -> PgDb:
         return PgDb(self._pools, self.where, self.clock, reader=True)

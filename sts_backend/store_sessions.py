@@ -23,8 +23,12 @@ class SqlSessions:
         self._db = db
 
     def revocation_epoch(self) -> int:
-        """A counter bumped by every change that can revoke live sessions."""
-        return self._db.count("SELECT revocation_epoch FROM account")
+        """A counter bumped by every change that can revoke live sessions.
+
+        Read through ``SqlDb.one`` like the revocations themselves, so that where reads
+        are cached (a PostgreSQL replica's read lane) the epoch is never fresher than the
+        rows it stands for: a caller that caches answers per epoch cannot pin a stale one."""
+        return self._db.one("SELECT revocation_epoch FROM account")[0]
 
     def revoke_sessions(self, kind: str, name: str, before: dt.datetime | None = None) -> None:
         """Revoke every session of role/user ``name`` issued before ``before`` (default now)."""

@@ -55,8 +55,8 @@ class Connection(Protocol):
 class SqlDb:
     """One store's way into its database: ``conn``, ``tx()``, the clock and the account id.
 
-    Subclasses set ``conn`` and implement ``tx``, ``data_stamp``, ``reader``,
-    ``check`` and ``close``; the lookups below are shared. ``writes`` counts this
+    Subclasses set ``conn`` and implement ``_begin``/``_commit``/``_rollback`` (what
+    ``tx`` runs), ``data_stamp``, ``reader``, ``check`` and ``close``; the rest is shared. ``writes`` counts this
     store's own commits; ``where`` names the database in messages (a file, or a
     URL without its password); ``inline_reads`` says whether a read may run on the
     event loop (local SQLite: a page-cache read) or must go to a worker thread (a
@@ -71,9 +71,39 @@ class SqlDb:
         self.clock = clock
         self.account_id = account_id
         self.writes = 0
+        self._depth = 0
 
-    def tx(self) -> contextlib.AbstractContextManager[Connection]:
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[Connection]:
         """A serialising write transaction (nested uses join the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            if self._depth:
+                self._depth = 0
+                self._rollback()
+            raise
+        self._depth = 0
+        self._commit()
+        self.writes += 1
+
+    def _begin(self) -> None:
+        """Start a write transaction that holds the engine's write lock."""
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
         raise NotImplementedError
 
     def data_stamp(self) -> object:

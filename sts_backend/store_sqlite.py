@@ -19,11 +19,9 @@ processes. The schema is versioned with ``PRAGMA user_version``
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 from sts_backend import ids
@@ -56,29 +54,15 @@ class SqliteDb(SqlDb):
         self.path = path
         self.where = str(path)
         self.read_only = read_only
-        self._depth = 0
 
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (nested uses join the outer one)."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self.conn
-            finally:
-                self._depth -= 1
-            return
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self.conn
-        except BaseException:
-            self._depth = 0
-            self.conn.execute("ROLLBACK")
-            raise
-        self._depth = 0
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")   # takes the write lock now, waiting up to busy_timeout
+
+    def _commit(self) -> None:
         self.conn.execute("COMMIT")
-        self.writes += 1
+
+    def _rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
 
     def data_stamp(self) -> tuple[int, int]:
         return self.conn.execute("PRAGMA data_version").fetchone()[0], self.writes

@@ -2,8 +2,9 @@
 
 ``token_keys`` is on every minting request's path, so it is cached until the
 database may have changed (``SqlDb.data_stamp``: SQLite's ``data_version`` and
-this store's own commits; on PostgreSQL, this store's commits and at most one
-second of the wall clock: another replica's change is followed within a second).
+this store's own commits; on PostgreSQL, not at all: another replica's new key
+must be known here as soon as a token sealed with it arrives). It bypasses a
+replica's read cache for the same reason.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class SqlTokenKeys:
         db = self._db
         stamp = db.data_stamp()
         if self._cache is None or self._cache[0] != stamp:
-            keys = {r[0]: bytes(r[1]) for r in db.all("SELECT key_id, key FROM token_keys")}
+            keys = {r[0]: bytes(r[1]) for r in db.conn.execute("SELECT key_id, key FROM token_keys").fetchall()}
             if not keys:
                 raise StoreError(f"{db.where} has no session-token key: run `rolecall backend rotate-token-key`")
             self._cache = (stamp, (max(keys), keys))

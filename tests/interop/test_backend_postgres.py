@@ -184,13 +184,15 @@ def test_sigkill_of_a_replica_mid_burst_loses_no_acknowledged_write(pair):
 
 def test_a_database_restart_is_503_while_down_then_served_without_restarting_replicas(pair, pg_cluster):
     a, b, admin, url = pair
-    sts = a.client("sts", admin)
-    assert sts.get_caller_identity()["Account"] == ACCOUNT
+    assert a.client("sts", admin).get_caller_identity()["Account"] == ACCOUNT
+    a.client("iam", admin).create_user(UserName="bob")
+    created = a.client("iam", admin).create_access_key(UserName="bob")["AccessKey"]
+    bob = (created["AccessKeyId"], created["SecretAccessKey"])   # never used yet: no replica holds it
     pg_cluster.stop_server("immediate")   # as a crash looks to the clients
     try:
         for backend in (a, b):
             with pytest.raises(ClientError) as exc:
-                backend.client("sts", admin).get_caller_identity()
+                backend.client("sts", bob).get_caller_identity()
             assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
             assert _code(exc.value) == "ServiceUnavailable"
             with pytest.raises(ClientError) as exc:

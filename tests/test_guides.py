@@ -394,7 +394,8 @@ def console_steps(text: str) -> list[tuple[str, list[str]]]:
 
 
 def _console_script(steps: list[tuple[str, list[str]]]) -> str:
-    parts = [f"printf '%s\\n' '{_SEPARATOR}{index}'\n{{ {command}\n}} 2>&1" for index, (command, _) in
+    # the newline ends what the previous command left unended (an IMDS role name has no newline)
+    parts = [f"printf '\\n%s\\n' '{_SEPARATOR}{index}'\n{{ {command}\n}} 2>&1" for index, (command, _) in
              enumerate(steps)]
     return "\n".join(parts) + "\n"
 
@@ -654,6 +655,7 @@ def test_shown_output_must_match_in_order_with_placeholders(tmp_path):
         assert len(problems) == 1 and "did not print" in problems[0], shown
     same_name = "```console\n$ printf 'a 1\\nb 2\\n'\na <n>\nb <n>\n```\n"
     assert _check(tmp_path, same_name)
+    assert _check(tmp_path, "```console\n$ printf a\na\n$ echo b\nb\n```\n") == []  # output without a newline
 
 
 def test_marked_blocks_are_parsed_not_run(tmp_path):

@@ -46,7 +46,8 @@ node: $(JS_DIR)/node_modules/.installed
 # Debian tools used by tests/benchmarks: installed when root and missing. The PostgreSQL tests
 # start their own throwaway cluster with Debian's server binaries (package postgresql). The laptop tests use
 # tmux (a terminal to type MFA codes into), dbus-run-session and gnome-keyring (a real Secret
-# Service) and Debian's AWS CLI v2 at /usr/bin/aws (the PyPI one in .venv is v1).
+# Service) and Debian's AWS CLI v2 at /usr/bin/aws (the PyPI one in .venv is v1); the guides'
+# blocks (tests/test_guides.py) run curl and openssl.
 define need_deb
 	@command -v $(1) >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -66,6 +67,8 @@ test: venv node
 	$(call need_deb,gnome-keyring-daemon,gnome-keyring)
 	$(call need_deb,/usr/bin/aws,awscli)
 	$(call need_deb,pg_ctlcluster,postgresql)
+	$(call need_deb,curl,curl)
+	$(call need_deb,openssl,openssl)
 	$(PY) -m pytest
 
 run: venv

@@ -25,7 +25,11 @@ missing. (The other choice, a 0600 socket with ``status`` run through
 leave operators no unprivileged way to ask the agent.) The sandbox that
 ``DynamicUser=`` implied (``ProtectSystem=strict``, ``ProtectHome``, ``PrivateTmp``,
 ``RemoveIPC``, ``NoNewPrivileges``, ``RestrictSUIDSGID``) is spelled out in the unit.
-The backend keeps ``DynamicUser=yes``: nothing outside it needs to name its user.
+The backend runs as the static user ``rolecall-backend`` (a second line of the same
+snippet), not a ``DynamicUser=`` either: a dynamic user's state directory is a symlink
+into ``/var/lib/private`` owned by a uid that exists only while it runs, which
+``wire.private_files.private_dir`` rightly refuses, and the admin commands
+(``backend init``, ``rotate-token-key``, ``backup``) must run as the data dir's owner.
 
 Nothing else is touched: the agent's configuration stays the operator's to write
 (``agent.toml.example`` among the templates). Each file written is printed, then the
@@ -51,7 +55,7 @@ __all__ = ["ENABLE_UNITS", "SYSTEM_UNITS", "SYSUSERS", "USER_UNITS", "register",
 SYSTEM_UNITS = ("rolecall-agent.service", "rolecall-agent.socket", "rolecall-link-local.service",
                 "rolecall-backend.service", "rolecall-container.socket")
 USER_UNITS = ("rolecall-agent.service", "rolecall-agent.socket", "rolecall-backend.service")
-# The sysusers.d snippet for the agent's static user and group (system units only).
+# The sysusers.d snippet for the agent's and the backend's static users (system units only).
 SYSUSERS = "rolecall.conf"
 SYSUSERS_DIR = "/etc/sysusers.d"
 

@@ -103,7 +103,8 @@ def test_the_agent_runs_as_the_static_user_whose_group_may_use_the_control_socke
         assert agent[key] == value, key
     entries = [line.split() for line in (dest / SYSUSERS).read_text().splitlines()
                if line.strip() and not line.startswith("#")]
-    assert entries == [["u", "rolecall", "-", '"rolecall', 'agent"', "-", "-"]]
+    assert entries == [["u", "rolecall", "-", '"rolecall', 'agent"', "-", "-"],
+                       ["u", "rolecall-backend", "-", '"rolecall', 'backend"', "-", "-"]]
 
 
 def test_the_sysusers_snippet_creates_the_user_and_group(tmp_path, executable):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
-import time
 
 from sts_backend import iam_errors as err
 from sts_backend import ids
@@ -59,7 +58,6 @@ class SqlAccessKeys:
         self._db = db
         self._buffer = buffer
         self._writer = writer
-        self._flushed = time.monotonic()
 
     def access_key(self, access_key_id: str) -> AccessKey | None:
         """A long-term key by id (any status), or None."""
@@ -126,18 +124,12 @@ class SqlAccessKeys:
         """Note a long-term key's use; buffered (never written on the request path)."""
         self._buffer.keep(access_key_id, (service, region, when))
 
-    def key_use_flush_due(self) -> bool:
-        """True when this store holds key uses older than the flush interval (False for a reader)."""
-        return (self._writer and bool(self._buffer.uses)
-                and time.monotonic() - self._flushed >= KEY_USE_FLUSH_SECONDS)
-
     def flush_key_use(self) -> None:
         """Write buffered key uses now (kept for the next try if the database is busy).
 
         A read-only store never writes: its uses wait in the shared buffer."""
         if not self._writer:
             return
-        self._flushed = time.monotonic()
         pending = self._buffer.take()
         if not pending:
             return

@@ -32,6 +32,7 @@ _WRITER = """
 import sys
 from sts_backend.store import Store
 s = Store.open(sys.argv[1])
+s.set_quota("UsersPerAccount", 10_000_000)   # a slow backup must not end the burst at the 5,000-user quota
 i = 0
 while True:
     s.create_user(f"burst{i:05d}")

@@ -47,11 +47,12 @@ sleeps, fetches and asks this module what to do next.
 #    credentials.
 # 5. One STS call at a time: structural, in the scheduler (one task fetches;
 #    callers wait on that task's attempt). Nothing here.
-# 6. Backoff with jitter. ``retry_after`` while credentials are held: a short ramp
-#    for blips (1-2 s, then 4-8 s, 16-32 s, ... four times longer each), then
-#    retries spread uniformly over RETRY_CAP/2..RETRY_CAP; Throttling (or a
-#    non-retryable answer) goes to the spread at once. ``refresh_after`` jitters
-#    every refresh point so a fleet does not stampede.
+# 6. Backoff with jitter. ``retry_after`` while credentials are held: a two-step
+#    ramp for blips (RETRY_RAMP: 1-2 s, then 8-16 s), then retries spread
+#    uniformly over RETRY_CAP/2..RETRY_CAP; Throttling (or a non-retryable answer)
+#    goes to the spread at once. With nothing held, exponential with full jitter
+#    up to STARTUP_CAP, or STARTUP_THROTTLED_CAP after Throttling. ``refresh_after``
+#    jitters every refresh point so a fleet does not stampede.
 # 7. Monotonic scheduling, wall-clock expiry. Everything here is wall-clock; the
 #    scheduler turns points into monotonic deadlines and calls ``clock_jump`` on
 #    every wake to notice an NTP step or a resume, then re-checks at once.
@@ -62,15 +63,16 @@ sleeps, fetches and asks this module what to do next.
 # and the fleet offers about N x (attempts per failing life) / (0.45 L) calls/s:
 # the attempts an agent makes while failing multiply the fleet's steady load. The
 # former schedule (doubling to 5 min, and at most half the time left to each
-# deadline, which crowds towards it) made some 30 attempts per failing life: 35x
-# the steady load, 2,100 calls/s from 100,000 agents of 1-h credentials (steady:
-# 62/s), a stampede. This one makes about 5 (the ramp, two or three spread
-# retries, the overlap call, the last call): bench/fleet.py measures 100,000
-# agents recovering from a 30-min outage at under 400 calls/s. The cost: after
-# an outage an agent may wait up to RETRY_CAP for its next attempt (the fleet is
-# fresh again within about 15 min, still long before any credentials drop), and
-# invariant 3 holds for an answering window of the last 40 s before the mark or
-# of RETRY_CAP anywhere, no longer for any window however short.
+# deadline, which crowds towards it) made some 30 attempts per failing life:
+# 100,000 agents of 1-h credentials offered 1,800-2,100 calls/s at the end of a
+# 30-min outage (steady: 62/s). This one makes 7 (6-9: the failed refresh, the
+# ramp's two, two or three spread retries, the overlap call, the last call):
+# bench/fleet.py measures that recovery at 324 calls/s at most (441 after a 24-min
+# outage, the worst). The cost: after an outage an agent may wait up to RETRY_CAP
+# for its next attempt (its credentials still valid: the fleet is fresh again
+# within 15 min), and invariant 3 holds for an answering window of the last 40 s
+# before the mark or of RETRY_CAP anywhere, no longer for any window however
+# short.
 #
 # Why SERVE_MARGIN is 60 s and not 10-15 min: botocore treats IMDS credentials
 # with < 15 min left as due for refresh and, below ~25 min, rewrites their expiry

@@ -214,8 +214,9 @@ class Rotator:
         """Trio time of the next attempt: the schedule's, sooner when a caller asked or the request changed."""
         if self._settled < self._generation:
             return -math.inf
-        if self._requested:
-            return min(self._target_mono, self._last_end + policy.REQUEST_GAP if self._failures else -math.inf)
+        if self._requested:  # at once, or while backing off REQUEST_GAP after the last attempt
+            soonest = self._last_end + policy.REQUEST_GAP if self._failures else -math.inf
+            return min(self._target_mono, soonest)
         return self._target_mono
 
     async def _sleep(self) -> None:

@@ -241,7 +241,7 @@ def retry_pause(attempt: int, rand: float, *, base: float = BACKOFF_BASE, cap: f
 
 
 def is_throttling(exc: BaseException) -> bool:
-    """True when ``exc`` is the backend saying the caller is over its rate (a code of ``THROTTLING_CODES``, HTTP 429)."""
+    """True when ``exc`` says the caller is over the backend's rate: a code of ``THROTTLING_CODES``, or HTTP 429."""
     return getattr(exc, "code", None) in THROTTLING_CODES or getattr(exc, "http_status", None) == 429
 
 

@@ -102,3 +102,20 @@ def test_the_simulation_takes_its_decisions_from_agent_rotation(monkeypatch):
     # each agent fails from its refresh point on (spread over the outage's first 27 min: 16.5 min of failing
     # on average) and now fetches once a minute, two calls a fetch: about 1,000 x 16.5 x 2 while down
     assert 28_000 < every_minute < 38_000 and every_minute > 2 * real
+
+
+def test_running_ahead_is_the_same_model_as_event_by_event():
+    scenario = fleet.Scenario("outage", agents=2000, seconds=3 * HOUR, capacity=50, warm=True,
+                              outage=(HOUR, HOUR + 1800))
+    fast, exact = fleet.simulate(scenario), fleet.simulate(scenario, fast=False)
+    assert fast.ran_ahead > 5000 and exact.ran_ahead == 0
+    # another order of the same draws: the same figures within noise, the same goals
+    assert sum(fast.calls) == pytest.approx(sum(exact.calls), rel=0.02)
+    assert sum(fast.refused) == pytest.approx(sum(exact.refused), rel=0.05)
+    assert fleet.judge(fast).goals == fleet.judge(exact).goals == dict.fromkeys(fleet.judge(fast).goals, True)
+
+
+def test_a_capacity_that_binds_where_refreshes_ran_ahead_makes_the_run_event_by_event():
+    r = fleet.simulate(fleet.Scenario("steady", agents=1000, seconds=2 * HOUR, capacity=1, warm=True))
+    assert r.ran_ahead == 0 and sum(r.throttled) > 0  # 0.6 calls/s: some seconds hold two
+    assert all(c - t <= 1 for c, t in zip(r.calls, r.throttled, strict=True))

@@ -14,8 +14,9 @@ import pytest
 import trio
 
 from agent import rotation as policy
-from agent.errors import StsError, StsUnavailable
+from agent.errors import RETRYABLE_CODES, StsError, StsUnavailable
 from agent.rotator import WAKE_INTERVAL, Rotator, RotatorStatus
+from agent.sts_client import THROTTLING_CODES
 from metadata_server.credentials import CredentialHolder, RoleCredentials
 from tests.conftest import EPOCH
 
@@ -486,6 +487,24 @@ async def test_an_explicit_refresh_point(autojump_clock, wall_clock):
         assert rotator.current() is not None
         assert rotator.status().next_refresh == EPOCH + dt.timedelta(minutes=40)
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("error, throttled", [
+    (StsError("AssumeRole", "Throttling", "Rate exceeded", 400), True),
+    (StsError("AssumeRole", "RequestLimitExceeded", "", 400), True),
+    (StsUnavailable("AssumeRole", "HTTP 429 without an AWS error document", 429), True),
+    (StsError("AssumeRole", "InternalFailure", "", 500), False),  # retryable, but not the backend's rate
+    (StsUnavailable("AssumeRole", "connection refused"), False),
+])
+async def test_throttling_is_told_apart_from_other_retryable_failures(autojump_clock, wall_clock, error, throttled):
+    fetch = ScriptedFetch(wall_clock, 3600, error)
+    rotator = make(wall_clock, fetch, random=Draw(0.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(1800 + policy.RETRY_CAP)  # the refresh at 1800 s failed once, the retry installed
+        nursery.cancel_scope.cancel()
+    assert fetch.calls[2] - fetch.calls[1] == (policy.RETRY_CAP / 2 if throttled else policy.RETRY_RAMP[0] / 2)
+    assert THROTTLING_CODES <= RETRYABLE_CODES
 
 
 def test_describe_is_one_short_line_with_the_aws_code():

@@ -7,8 +7,9 @@ Usage (in the daemon's root nursery)::
 
 ``fetch`` is a plain ``async () -> RoleCredentials`` (the daemon builds it from
 the STS client, the credential source and the role config). Its failures are
-classified by ``getattr(exc, "retryable", True)`` and logged as one line with
-the AWS error code, never a secret.
+classified by ``getattr(exc, "retryable", True)`` and ``agent.sts_client.is_throttling``
+(the backend's Throttling: back off further) and logged as one line with the AWS
+error code, never a secret.
 """
 
 # Theory of operation
@@ -27,11 +28,12 @@ the AWS error code, never a secret.
 #      (policy.clock_jump: NTP step, laptop resume), re-derive the monotonic
 #      deadline from the wall-clock refresh point and, when failing, retry now;
 #   2. drop the held credentials once they are no longer serveable (wall clock);
-#   3. attempt a fetch when the monotonic deadline has passed (or a caller asked
-#      and we are not backing off, or the request changed since the last
-#      attempt began, backing off or not); on success install and schedule the next
-#      refresh (policy.refresh_at), on failure schedule a retry
-#      (policy.retry_delay), keeping whatever serveable credentials are held;
+#   3. attempt a fetch when the monotonic deadline has passed (or a caller asked,
+#      at once unless backing off and then policy.REQUEST_GAP after the last
+#      attempt, or the request changed since the last attempt began, backing off
+#      or not); on success install and schedule the next refresh
+#      (policy.refresh_at), on failure schedule a retry (policy.retry_delay),
+#      keeping whatever serveable credentials are held;
 #   4. otherwise sleep on trio's clock until the deadline or the drop point, but
 #      never longer than WAKE_INTERVAL, so a jump is noticed within that time.
 # While a fetch is in flight (up to ``fetch_timeout``), a watcher task drops the
@@ -52,6 +54,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from agent import rotation as policy
+from agent.sts_client import is_throttling
 from metadata_server.credentials import RoleCredentials
 from wire.clock import WallClock, iso_z
 
@@ -138,6 +141,7 @@ class Rotator:
         self._last_error: str | None = None
         self._target_wall: _dt.datetime | None = None  # the next attempt, by the wall clock ...
         self._target_mono = -math.inf  # ... and by trio's clock (at once)
+        self._last_end = -math.inf  # trio time the last attempt ended
         self._mark: tuple[float, _dt.datetime] = (0.0, _dt.datetime.min)  # last look at both clocks
         self._kick = trio.Event()  # wakes the loop's sleep
         self._done = trio.Event()  # set when the in-flight (or next) attempt completes
@@ -159,8 +163,11 @@ class Rotator:
         """Ask for an attempt as soon as the policy allows, and wait for it.
 
         Joins the attempt in flight if there is one; otherwise the loop attempts at
-        once, unless it is backing off after failures, in which case this waits for
-        the scheduled retry. Needs ``run`` to be running.
+        once, or, while it backs off after failures, ``policy.REQUEST_GAP`` after
+        the last attempt (if the scheduled retry is not sooner): a caller (an
+        operator's ``refresh``, a new MFA code) does not wait out a spread of
+        minutes, and a loop of calls cannot hammer a failing backend. Needs
+        ``run`` to be running.
 
         Args:
             changed: what ``fetch`` asks for has changed (a reload: another role).
@@ -201,11 +208,19 @@ class Rotator:
             await self._sleep()
 
     def _due(self) -> bool:
-        return (trio.current_time() >= self._target_mono or self._settled < self._generation
-                or (self._requested and not self._failures))
+        return trio.current_time() >= self._next_attempt()
+
+    def _next_attempt(self) -> float:
+        """Trio time of the next attempt: the schedule's, sooner when a caller asked or the request changed."""
+        if self._settled < self._generation:
+            return -math.inf
+        if self._requested:  # at once, or while backing off REQUEST_GAP after the last attempt
+            soonest = self._last_end + policy.REQUEST_GAP if self._failures else -math.inf
+            return min(self._target_mono, soonest)
+        return self._target_mono
 
     async def _sleep(self) -> None:
-        deadline = self._target_mono
+        deadline = self._next_attempt()
         if self._held is not None:
             to_drop = (policy.drop_at(self._held) - self._wall.now()).total_seconds()
             deadline = min(deadline, trio.current_time() + to_drop)
@@ -256,7 +271,7 @@ class Rotator:
                 self._install(fetched)
                 self._attempted(True)
         finally:
-            self._requested = False
+            self._requested, self._last_end = False, trio.current_time()
             self._settled = generation  # a change during this attempt leaves _settled behind: _due() at once
             self._done = trio.Event()
             done.set()
@@ -305,7 +320,7 @@ class Rotator:
         now = self._wall.now()
         retryable = bool(getattr(exc, "retryable", True))
         delay = policy.retry_delay(self._held, now, self._failures, rand=self._random.random(),
-                                   retryable=retryable)
+                                   retryable=retryable, throttled=is_throttling(exc))
         self._failures += 1
         self._last_error = describe(exc)
         self._schedule(now + _dt.timedelta(seconds=delay), now)

@@ -21,9 +21,11 @@ onto ``agent.errors``:
   XML, an error status without an error document) -> ``StsUnavailable``.
 
 Retryable failures are retried up to ``max_attempts`` in all, sleeping a
-"full jitter" backoff between attempts: ``random() * min(cap, base * 2**n)``
-through the injected ``sleep`` (``trio.sleep``, so MockClock tests run in
-virtual time); each attempt is signed afresh. Others raise at once. Nothing
+"full jitter" backoff between attempts (``retry_pause``: ``random() * min(cap,
+base * 2**n)``) through the injected ``sleep`` (``trio.sleep``, so MockClock
+tests run in virtual time); each attempt is signed afresh. Others raise at
+once. ``is_throttling`` tells the caller's own schedule (the rotator's) that
+the backend said it is over its rate, so it can back off further. Nothing
 here logs or raises a secret: messages name fields, never their values.
 """
 
@@ -58,15 +60,25 @@ __all__ = [
     "StsClient",
     "StsCredentials",
     "StsEndpoint",
+    "THROTTLING_CODES",
     "is_loopback_url",
+    "is_throttling",
     "parse_expiration",
     "resolve_endpoint",
+    "retry_pause",
 ]
 
 log = logging.getLogger("rolecall.agent.sts")
 
 STS_VERSION = "2011-06-15"
 DEFAULT_TIMEOUT = 10.0
+BACKOFF_BASE, BACKOFF_CAP = 1.0, 20.0  # seconds: the first retry waits up to BASE, none more than CAP
+# The throttling codes among agent.errors.RETRYABLE_CODES (botocore's list, as far as STS sends them),
+# and HTTP 429: the backend is over its rate, not broken.
+THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "RequestThrottled",
+    "TooManyRequestsException", "RequestLimitExceeded", "SlowDown", "PriorRequestNotComplete",
+})
 MAX_RESPONSE_BYTES = 256 * 1024  # STS answers are a few KiB
 GLOBAL_ENDPOINT = "https://sts.amazonaws.com"
 _CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
@@ -213,6 +225,26 @@ def parse_expiration(text: str) -> _dt.datetime:
     return when.astimezone(UTC)
 
 
+def retry_pause(attempt: int, rand: float, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """Seconds to sleep after failed attempt ``attempt`` (1 for the first): full jitter.
+
+    Args:
+        attempt: the attempt that failed, from 1.
+        rand: a random draw in [0, 1).
+        base: the ceiling after the first attempt.
+        cap: the largest ceiling.
+
+    Returns:
+        ``rand * min(cap, base * 2**(attempt - 1))``.
+    """
+    return rand * min(cap, base * 2 ** (attempt - 1))
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """True when ``exc`` says the caller is over the backend's rate: a code of ``THROTTLING_CODES``, or HTTP 429."""
+    return getattr(exc, "code", None) in THROTTLING_CODES or getattr(exc, "http_status", None) == 429
+
+
 def _tag_members(tags: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[dict[str, str]] | None:
     items = tags.items() if isinstance(tags, Mapping) else tags
     members = [{"Key": key, "Value": value} for key, value in items]
@@ -260,7 +292,7 @@ class StsClient:
                  timeout: float = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None,
                  verify: ssl.SSLContext | str | bool = True, max_attempts: int = 4,
                  sleep: Callable[[float], Awaitable[Any]] = trio.sleep, global_endpoint: bool = False,
-                 backoff_base: float = 1.0, backoff_cap: float = 20.0,
+                 backoff_base: float = BACKOFF_BASE, backoff_cap: float = BACKOFF_CAP,
                  random: Callable[[], float] = _random.random,
                  observe: Callable[[str, bool, float], None] | None = None) -> None:
         if max_attempts < 1:
@@ -414,9 +446,9 @@ class StsClient:
             attempt += 1
 
     def _delay(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1)))."""
+        """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))) (``retry_pause``)."""
         base, cap = self._backoff
-        return self._random() * min(cap, base * 2 ** (attempt - 1))
+        return retry_pause(attempt, self._random(), base=base, cap=cap)
 
     async def _attempt(self, action: str, body: bytes, auth: SigV4Auth | None) -> dict:
         started, answered = trio.current_time(), False

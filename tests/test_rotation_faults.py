@@ -18,6 +18,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import random
 import re
 
@@ -293,7 +294,12 @@ def _check_overlap(w: World) -> int:
         # cannot be replaced before its refresh point, whatever the backend does then.
         half_life = creds.last_updated + (creds.expiration - creds.last_updated) / 2
         window = max(at(creds.expiration - dt.timedelta(hours=1)), at(half_life))
-        if not w.backend.answers_for(window, at(deadline), 60):  # a minute of answers is enough
+        # The policy's overlap call comes 10-40 s before the mark, and it never waits longer than
+        # RETRY_CAP before it: the backend answering through the mark's last minute, or for RETRY_CAP and a
+        # minute at a stretch, is asked while it answers.
+        last_minute = at(deadline) - 60
+        if not ((window <= last_minute and w.backend.answering(last_minute, at(deadline)))
+                or w.backend.answers_for(window, at(deadline), policy.RETRY_CAP + 60)):
             continue
         checked += 1
         successor = next((i for i in installs[n + 1:] if i[3] == generation), None)
@@ -302,13 +308,23 @@ def _check_overlap(w: World) -> int:
 
 
 def _check_backoff(w: World) -> None:
-    """6. Failed refreshes back off: no hot loop, bounded attempts per outage."""
+    """6. Failed refreshes back off: no hot loop, bounded attempts per outage, few while credentials are held."""
     for (_, end), (start, _) in zip(w.attempts, w.attempts[1:]):
         if not w.jumped_within(end, start):
             assert start - end >= policy.MIN_DELAY - 1e-9
     for f in w.backend.faults:
         tried = sum(f.start <= start < f.end for start, _ in w.attempts)
         assert tried <= (f.end - f.start) / 10 + 40, (f, tried)
+    # While credentials are held (what a fleet's load is made of): the refresh, the ramp, then at least
+    # RETRY_CAP/2 apart, except the overlap call and the last call.
+    for n, (mono, _, creds, generation) in enumerate(w.installs):
+        later = [i[0] for i in w.installs[n + 1:] if i[3] == generation]
+        until = min(later[0] if later else w.samples[-1].mono, w.stopped_at.get(generation, math.inf))
+        held = [start for start, _ in w.attempts if mono < start < until]
+        if creds is None or not held or w.jumped_within(mono, until):
+            continue
+        bound = 3 + len(policy.RETRY_RAMP) + (until - held[0]) / (policy.RETRY_CAP / 2)
+        assert len(held) <= bound, (creds, held)
 
 
 async def live(w: World, seconds: float) -> None:
@@ -341,6 +357,12 @@ async def test_backend_down_longer_than_the_refresh_window(autojump_clock, wall_
     assert all(s.status == 503 and s.held is None for s in w.samples if 3540 < s.mono < 3 * 3600)
     assert w.installs[1] == (pytest.approx(3540), first.expiration - policy.SERVE_MARGIN, None, 1)
     assert 3 * 3600 <= w.installs[2][0] <= 3 * 3600 + RECOVERY
+    # A fleet's worth of restraint: a handful of attempts while the credentials were held (the old schedule
+    # made about 30), among them the overlap call (10-40 s before the five-minute mark) and the last call.
+    held = [start for start, _ in w.attempts if 0 < start < 3540]
+    assert len(held) <= 8
+    assert any(3300 - policy.OVERLAP_CALL[1] <= t <= 3300 - policy.OVERLAP_CALL[0] for t in held)
+    assert 3540 - policy.LAST_CALL[1] <= held[-1] <= 3540 - policy.LAST_CALL[0]
 
 
 @pytest.mark.parametrize("kind, error", [
@@ -359,10 +381,24 @@ async def test_outage_ending_just_before_the_five_minute_mark(autojump_clock, wa
     assert check(w) >= 4  # the first credentials and every later rotation
     first, second = w.installs[0][2], w.installs[1]
     assert 3240 <= second[0] and second[1] <= first.expiration - policy.AWS_MIN_OVERLAP
+    (_, failed), (retried, _) = [a for a in w.attempts if 1000 <= a[0] < 3240][:2]
+    if kind == THROTTLED:  # the backend is over capacity: no quick retries, the spread at once
+        assert retried - failed >= policy.RETRY_CAP / 2
+    else:  # a blip, maybe: the ramp's first retry
+        assert retried - failed <= policy.RETRY_RAMP[0]
     assert any(error in e for e in w.errors()), w.errors()
     assert all(s.status == 200 for s in w.samples)
     secrets = {w.user.secret_access_key} | {v for _, _, c, _ in w.installs if c for v in (c.secret_access_key, c.token)}
     assert "refresh failed" in caplog.text and not any(secret in caplog.text for secret in secrets)
+
+
+async def test_an_answering_stretch_of_the_retry_cap_inside_an_outage_is_used(autojump_clock, wall_clock, tmp_path):
+    """Down from before the refresh point, up for RETRY_CAP and more from 1700 s, then down for hours."""
+    up = 1800 + policy.RETRY_CAP + 100  # invariant 3 counts from the half-life (1800 s) on
+    w = World(tmp_path, wall_clock, [Fault(1000, 1700, DOWN), Fault(up, 4 * 3600, DOWN)])
+    await live(w, 4 * 3600)
+    assert check(w) >= 1  # invariant 3 applied to the first credentials, and held
+    assert 1700 <= w.installs[1][0] < up and w.installs[1][2] is not None
 
 
 async def test_credentials_short_when_fetched_do_not_replace_better_ones(autojump_clock, wall_clock, tmp_path):

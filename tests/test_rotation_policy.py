@@ -131,7 +131,12 @@ def test_backoff_is_monotone_in_cap_and_attempt(attempt, base, cap, more, rand):
     assert delay <= policy.backoff(attempt + 1, base=base, cap=cap, rand=rand)
 
 
-# ---- retry_delay ---------------------------------------------------------------------------------
+# ---- retry_delay / retry_after -----------------------------------------------------------------
+
+CAP = policy.RETRY_CAP
+OVERLAP = policy.AWS_MIN_OVERLAP.total_seconds()
+MARGIN = policy.SERVE_MARGIN.total_seconds()
+
 
 def test_start_up_retries_are_fast_then_capped():
     delays = [policy.retry_delay(None, T0, n, rand=0.999999) for n in range(12)]
@@ -144,36 +149,107 @@ def test_expired_credentials_count_as_none():
     assert policy.retry_delay(expired, T0, 20, rand=0.999) <= policy.STARTUP_CAP
 
 
-def test_retries_tighten_towards_five_minutes_before_expiry():
-    held = creds(HOUR)
-    at = T0 + 50 * MIN  # 5 min to the AWS minimum: at most half of that
-    assert policy.retry_delay(held, at, 20, rand=0.999) == pytest.approx(150)
-    at = T0 + 56 * MIN  # inside the five minutes: half the time to the drop point
-    assert policy.retry_delay(held, at, 20, rand=0.999) == pytest.approx(90)
-    at = T0 + 59 * MIN - dt.timedelta(seconds=0.2)  # floor: never a hot loop
-    assert policy.retry_delay(held, at, 20, rand=0.999) == policy.MIN_DELAY
+def test_throttled_start_up_retries_back_off_further():
+    assert policy.retry_delay(None, T0, 20, rand=0.5, throttled=True) == pytest.approx(policy.STARTUP_THROTTLED_CAP / 2)
+    assert policy.retry_delay(None, T0, 20, rand=0.5) == pytest.approx(policy.STARTUP_CAP / 2)
 
 
-def test_non_retryable_errors_wait_the_cap():
+# Held 6-h credentials three hours in: far from both deadlines, the schedule alone decides.
+@pytest.mark.parametrize("failures, rand, retryable, throttled, expected", [
+    (0, 0.0, True, False, 1.0), (0, 0.999, True, False, 1.999),  # the ramp: 1-2 s ...
+    (1, 0.0, True, False, 8.0), (1, 0.999, True, False, 15.992),  # ... 8-16 s ...
+    (2, 0.0, True, False, CAP / 2), (2, 0.5, True, False, 0.75 * CAP), (40, 0.999, True, False, 0.9995 * CAP),
+    (0, 0.0, True, True, CAP / 2), (0, 0.5, True, True, 0.75 * CAP),  # Throttling: the spread at once
+    (0, 0.5, False, False, 0.75 * CAP),  # AccessDenied...: the spread at once
+])
+def test_retry_schedule_table(failures, rand, retryable, throttled, expected):
     held = creds(6 * HOUR)
-    assert policy.retry_delay(held, T0 + 3 * HOUR, 0, rand=0.999, retryable=False) == pytest.approx(299.7)
-    assert policy.retry_delay(held, T0 + 3 * HOUR, 0, rand=0.999) == pytest.approx(0.999)
+    delay = policy.retry_delay(held, T0 + 3 * HOUR, failures, rand=rand, retryable=retryable, throttled=throttled)
+    assert delay == pytest.approx(expected)
+
+
+def test_the_overlap_call_lands_10_to_40_s_before_the_five_minute_mark():
+    held = creds(HOUR)
+    mark = held.expiration - policy.AWS_MIN_OVERLAP
+    now = mark - 2 * MIN  # the spread (450 s or more) would sleep past the mark: the overlap call instead
+    for rand, before in [(0.0, 40.0), (0.5, 25.0), (0.999, 10.03)]:
+        delay = policy.retry_delay(held, now, 5, rand=rand)
+        assert (mark - now).total_seconds() - delay == pytest.approx(before)
+    # a quick ramp retry that falls before the overlap call is kept
+    assert policy.retry_delay(held, now, 0, rand=0.5) == pytest.approx(1.5)
+
+
+def test_past_the_overlap_call_the_last_call_lands_half_a_second_to_a_second_before_the_drop():
+    held = creds(HOUR)
+    drop = policy.drop_at(held)
+    now = held.expiration - policy.AWS_MIN_OVERLAP - dt.timedelta(seconds=20)  # just after an overlap call
+    for rand, before in [(0.0, 1.0), (0.999, 0.5005)]:
+        delay = policy.retry_delay(held, now, 5, rand=rand)
+        assert (drop - now).total_seconds() - delay == pytest.approx(before)
+    # past the last call: the start-up schedule (the drop comes within the second)
+    late = drop - dt.timedelta(seconds=0.7)
+    assert policy.retry_delay(held, late, 9, rand=0.5) == pytest.approx(policy.STARTUP_CAP / 2)
+    assert policy.retry_delay(held, late, 9, rand=0.5, throttled=True) == pytest.approx(
+        policy.STARTUP_THROTTLED_CAP / 2)
+
+
+def test_an_agent_near_its_deadline_retries_promptly():
+    held = creds(HOUR)
+    # 45 s before the mark: the next attempt is the overlap call, within 35 s, not a spread of minutes
+    near = held.expiration - policy.AWS_MIN_OVERLAP - dt.timedelta(seconds=45)
+    assert 5 <= policy.retry_delay(held, near, 9, rand=0.5, throttled=True) <= 35
+    # 3 s before the drop: the last call, within 2.5 s
+    near = policy.drop_at(held) - dt.timedelta(seconds=3)
+    assert 2 <= policy.retry_delay(held, near, 9, rand=0.5, throttled=True) <= 2.5
+
+
+def test_the_cores_take_seconds_left_and_the_faces_measure_them():
+    held = creds(HOUR)
+    now = T0 + 41 * MIN + dt.timedelta(microseconds=250)
+    left = (held.expiration - now).total_seconds()
+    assert policy.retry_delay(held, now, 3, rand=0.3, throttled=True) == policy.retry_after(left, 3, 0.3,
+                                                                                           throttled=True)
+    assert policy.retry_delay(None, now, 3, rand=0.3) == policy.retry_after(None, 3, 0.3)
+    assert policy.serveable_for(MARGIN + 1e-6) and not policy.serveable_for(MARGIN) and not policy.serveable_for(None)
+    assert policy.refresh_after(3600.0, 0.5) == 1620.0
+    assert policy.refresh_after(21600.0, 1.0, 1800.0) == 5.5 * 3600 - 36 * 60
+
+
+lefts = st.floats(min_value=0.0, max_value=36 * 3600.0)
 
 
 @settings(max_examples=300)
-@given(lifetime=lifetimes, elapsed=st.floats(min_value=0.0, max_value=1.0), attempt=attempts, rand=rands,
-       retryable=st.booleans())
-def test_retry_never_sleeps_past_five_minutes_before_expiry(lifetime, elapsed, attempt, rand, retryable):
-    held = creds(lifetime)
-    now = T0 + lifetime * elapsed
-    delay = dt.timedelta(seconds=policy.retry_delay(held, now, attempt, rand=rand, retryable=retryable))
-    deadline = held.expiration - policy.AWS_MIN_OVERLAP
-    if not policy.serveable(held, now):
-        assert delay <= dt.timedelta(seconds=policy.STARTUP_CAP)
-    elif deadline - now >= dt.timedelta(seconds=2 * policy.MIN_DELAY):
-        assert now + delay < deadline
-    elif policy.drop_at(held) - now >= dt.timedelta(seconds=2 * policy.MIN_DELAY):
-        assert now + delay < policy.drop_at(held)
+@given(left=lefts, failures=attempts, rand=rands, retryable=st.booleans(), throttled=st.booleans())
+def test_retry_never_sleeps_past_the_overlap_call_or_the_last_call(left, failures, rand, retryable, throttled):
+    delay = policy.retry_after(left, failures, rand, retryable=retryable, throttled=throttled)
+    assert delay >= policy.MIN_DELAY
+    if not policy.serveable_for(left):
+        cap = policy.STARTUP_THROTTLED_CAP if throttled else policy.STARTUP_CAP
+        assert delay <= cap
+        return
+    assert delay <= CAP  # any answering stretch longer than the cap gets an attempt
+    to_mark, to_drop = left - OVERLAP, left - MARGIN
+    if to_mark > policy.OVERLAP_CALL[1]:  # 3. an attempt in the 10-40 s before the five-minute mark
+        assert delay <= to_mark - policy.OVERLAP_CALL[0]
+    elif to_drop > policy.LAST_CALL[1]:  # 4. an attempt in the last second before the drop
+        assert delay <= to_drop - policy.LAST_CALL[0]
+
+
+@settings(max_examples=300)
+@given(left=lefts, failures=attempts, rand=rands, more=rands, retryable=st.booleans())
+def test_retry_is_monotone_in_the_draw_and_failures_and_throttling_backs_off_further(left, failures, rand, more,
+                                                                                     retryable):
+    delay = policy.retry_after(left, failures, rand, retryable=retryable)
+    assert delay <= policy.retry_after(left, failures, max(rand, more), retryable=retryable)
+    assert delay <= policy.retry_after(left, failures + 1, rand, retryable=retryable)
+    assert delay <= policy.retry_after(left, failures, rand, retryable=retryable, throttled=True)
+
+
+@settings(max_examples=200)
+@given(left=st.floats(min_value=OVERLAP + 3 * CAP, max_value=36 * 3600.0), failures=st.integers(2, 10_000),
+       rand=rands)
+def test_far_from_its_deadlines_a_retry_is_drawn_uniformly_over_the_spread(left, failures, rand):
+    assert policy.retry_after(left, failures, rand) == pytest.approx(CAP / 2 + rand * CAP / 2)
 
 
 # ---- rejection and clock_jump -------------------------------------------------------------------

@@ -14,8 +14,9 @@ import pytest
 import trio
 
 from agent import rotation as policy
-from agent.errors import StsError, StsUnavailable
+from agent.errors import RETRYABLE_CODES, StsError, StsUnavailable
 from agent.rotator import WAKE_INTERVAL, Rotator, RotatorStatus
+from agent.sts_client import THROTTLING_CODES
 from metadata_server.credentials import CredentialHolder, RoleCredentials
 from tests.conftest import EPOCH
 
@@ -234,7 +235,7 @@ async def test_a_plain_refresh_still_joins_the_fetch_in_flight(autojump_clock, w
 async def test_a_change_is_fetched_at_once_even_while_backing_off(autojump_clock, wall_clock):
     denied = StsError("AssumeRole", "AccessDenied", "not authorized", 403, "req-1")
     fetch = RoleFetch(wall_clock, delay=1.0, fail=denied)
-    rotator = make(wall_clock, fetch, random=Draw(0.9))  # a non-retryable error then waits 270 s
+    rotator = make(wall_clock, fetch, random=Draw(0.9))  # a non-retryable error then waits 855 s
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         due = (rotator.status().next_refresh - wall_clock.now()).total_seconds()
@@ -249,25 +250,73 @@ async def test_a_change_is_fetched_at_once_even_while_backing_off(autojump_clock
 
 # ---- failures ------------------------------------------------------------------------------------
 
-async def test_failures_keep_the_old_credentials_and_back_off(autojump_clock, wall_clock, caplog):
+async def test_failures_keep_the_old_credentials_and_back_off_by_the_ramp_then_the_spread(autojump_clock, wall_clock,
+                                                                                         caplog):
     caplog.set_level(logging.INFO, "rolecall.agent.rotation")
-    throttled = StsError("AssumeRole", "Throttling", "Rate exceeded", 400, "req-1")
-    fetch = ScriptedFetch(wall_clock, 3600, *[throttled] * 8)
+    down = StsUnavailable("AssumeRole", "connection refused")
+    fetch = ScriptedFetch(wall_clock, 3600, *[down] * 4)
     changes = []
     rotator = make(wall_clock, fetch, random=Draw(0.9), on_change=changes.append)
     async with trio.open_nursery() as nursery:
         await nursery.start(rotator.run)
         first = rotator.current()
         await trio.sleep(1500)  # refresh due at 1476 s
-        assert rotator.current() is first and rotator.status().last_error == "Throttling: Rate exceeded"
-        await trio.sleep(1000)
+        assert rotator.current() is first and rotator.status().last_error.startswith("StsUnavailable")
+        await trio.sleep(2000)
         nursery.cancel_scope.cancel()
     gaps = [b - a for a, b in zip(fetch.calls[1:], fetch.calls[2:])]
-    assert gaps[:4] == pytest.approx([0.9, 1.8, 3.6, 7.2])  # exponential (draw 0.9 of the ceiling)
-    assert len(changes) == 2 and changes[1].access_key_id == "ASIA0000000000000010"
+    # each drawn over the upper half of its ceiling (0.9 -> 0.95 of it): the ramp (2 s, 16 s), then the spread
+    assert gaps[:3] == pytest.approx([1.9, 15.2, 0.95 * policy.RETRY_CAP])
+    assert len(changes) == 2 and changes[1].access_key_id == "ASIA0000000000000006"
     lines = [r.getMessage() for r in caplog.records if "refresh failed" in r.getMessage()]
-    assert len(lines) == 8 and "Throttling: Rate exceeded" in lines[0] and "keeping ASIA" in lines[0]
+    assert len(lines) == 4 and "connection refused" in lines[0] and "keeping ASIA" in lines[0]
     assert not any(SECRET in r.getMessage() or TOKEN in r.getMessage() for r in caplog.records)
+
+
+async def test_throttled_retries_skip_the_ramp_and_still_make_the_overlap_and_last_calls(autojump_clock,
+                                                                                         wall_clock):
+    throttled = StsError("AssumeRole", "Throttling", "Rate exceeded", 400, "req-1")
+    fetch = ScriptedFetch(wall_clock, 3600, *[throttled] * 8)
+    changes = []
+    rotator = make(wall_clock, fetch, random=Draw(0.9), on_change=changes.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(3539)
+        assert rotator.current() is changes[0] and rotator.status().last_error == "Throttling: Rate exceeded"
+        await trio.sleep(2)
+        assert rotator.current() is None  # dropped on time: the backend never answered
+        await trio.sleep(200)
+        nursery.cancel_scope.cancel()
+    spread = 0.95 * policy.RETRY_CAP
+    mark, drop = 3600 - policy.AWS_MIN_OVERLAP.total_seconds(), 3600 - policy.SERVE_MARGIN.total_seconds()
+    assert fetch.calls[1:6] == pytest.approx([
+        1476, 1476 + spread, 1476 + 2 * spread,  # the refresh point, then the spread at once: no quick retries
+        mark - 13,  # the overlap call: 10-40 s before the five-minute mark (the draw, 0.9, puts it at 13)
+        drop - 0.55,  # the last call: 0.5-1 s before the drop point
+    ])
+    # dropped: the start-up schedule, doubling past STARTUP_CAP for Throttling (0.9 of 8, 16, 32, 64 s)
+    gaps = [b - a for a, b in zip(fetch.calls[5:], fetch.calls[6:])]
+    assert gaps == pytest.approx([7.2, 14.4, 28.8, 57.6]) and gaps[-1] > policy.STARTUP_CAP
+    assert [c and c.access_key_id for c in changes] == ["ASIA0000000000000001", None, "ASIA0000000000000010"]
+
+
+async def test_a_request_while_backing_off_comes_after_the_request_gap_not_the_spread(autojump_clock, wall_clock):
+    down = StsUnavailable("AssumeRole", "connection refused")
+    fetch = ScriptedFetch(wall_clock, 3600, *[down] * 8)
+    rotator = make(wall_clock, fetch, random=Draw(0.9))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        first = rotator.current()
+        await trio.sleep(1600)  # failed at 1476, 1477.9 and 1493.1; the next retry is 855 s away
+        assert len(fetch.calls) == 4 and rotator.status().next_refresh == first.last_updated + dt.timedelta(
+            seconds=1493.1 + 0.95 * policy.RETRY_CAP)
+        asked = trio.current_time()
+        for _ in range(5):  # an operator's `rolecall agent refresh`, in a loop: still failing
+            assert await rotator.refresh_now() is first
+        assert fetch.calls[4:] == pytest.approx([asked + n * policy.REQUEST_GAP for n in range(5)])  # no hot loop
+        got = await rotator.refresh_now()  # the backend is back
+        assert got is rotator.current() and got is not first and fetch.calls[-1] == pytest.approx(asked + 10)
+        nursery.cancel_scope.cancel()
 
 
 async def test_expired_credentials_are_dropped_not_served(autojump_clock, wall_clock):
@@ -309,7 +358,7 @@ async def test_a_hung_fetch_times_out_and_is_retried(autojump_clock, wall_clock)
         nursery.cancel_scope.cancel()
 
 
-async def test_non_retryable_errors_wait_the_cap(autojump_clock, wall_clock):
+async def test_non_retryable_errors_skip_the_ramp(autojump_clock, wall_clock):
     denied = StsError("AssumeRole", "AccessDenied", "not authorized", 403)
     fetch = ScriptedFetch(wall_clock, 6 * HOUR, denied, denied)
     rotator = make(wall_clock, fetch, random=Draw(0.5))
@@ -317,7 +366,7 @@ async def test_non_retryable_errors_wait_the_cap(autojump_clock, wall_clock):
         await nursery.start(rotator.run)
         await trio.sleep(4 * HOUR)
         nursery.cancel_scope.cancel()
-    assert [b - a for a, b in zip(fetch.calls[1:], fetch.calls[2:4])] == pytest.approx([150, 150])
+    assert [b - a for a, b in zip(fetch.calls[1:], fetch.calls[2:4])] == pytest.approx([0.75 * policy.RETRY_CAP] * 2)
 
 
 async def test_short_credentials_expiring_before_those_held_are_not_installed(autojump_clock, wall_clock):
@@ -438,6 +487,24 @@ async def test_an_explicit_refresh_point(autojump_clock, wall_clock):
         assert rotator.current() is not None
         assert rotator.status().next_refresh == EPOCH + dt.timedelta(minutes=40)
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("error, throttled", [
+    (StsError("AssumeRole", "Throttling", "Rate exceeded", 400), True),
+    (StsError("AssumeRole", "RequestLimitExceeded", "", 400), True),
+    (StsUnavailable("AssumeRole", "HTTP 429 without an AWS error document", 429), True),
+    (StsError("AssumeRole", "InternalFailure", "", 500), False),  # retryable, but not the backend's rate
+    (StsUnavailable("AssumeRole", "connection refused"), False),
+])
+async def test_throttling_is_told_apart_from_other_retryable_failures(autojump_clock, wall_clock, error, throttled):
+    fetch = ScriptedFetch(wall_clock, 3600, error)
+    rotator = make(wall_clock, fetch, random=Draw(0.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rotator.run)
+        await trio.sleep(1800 + policy.RETRY_CAP)  # the refresh at 1800 s failed once, the retry installed
+        nursery.cancel_scope.cancel()
+    assert fetch.calls[2] - fetch.calls[1] == (policy.RETRY_CAP / 2 if throttled else policy.RETRY_RAMP[0] / 2)
+    assert THROTTLING_CODES <= RETRYABLE_CODES
 
 
 def test_describe_is_one_short_line_with_the_aws_code():

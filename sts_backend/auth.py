@@ -208,7 +208,7 @@ class Authenticator:
         try:
             session = tokens.unseal(token, self._keys, access_key_id)
         except InvalidClientTokenId:
-            keys = self._store.token_keys()[1]   # a key added by rotate-token-key since?
+            keys = self._store.token_keys(fresh=True)[1]   # a key added since, here or on another replica?
             if keys == self._keys:
                 raise
             self._keys = keys

@@ -126,8 +126,9 @@ class StsStore(Protocol):
         """(ARN, default version's document) of the entity's permissions boundary: (None, None)
         without one, (ARN, None) when its policy cannot be read (callers deny everything)."""
 
-    def token_keys(self) -> tuple[int, dict[int, bytes]]:
-        """(current key id, all key ids -> 32-byte AES-GCM keys) for sealing session tokens."""
+    def token_keys(self, fresh: bool = False) -> tuple[int, dict[int, bytes]]:
+        """(current key id, all key ids -> 32-byte AES-GCM keys) for sealing session tokens;
+        ``fresh``: read the database now, past any cache (a token under an unknown key)."""
 
     def revocation_epoch(self) -> int:
         """A counter bumped by every change that can revoke live sessions (role deleted,

@@ -215,11 +215,11 @@ class PgDb(SqlDb):
             with contextlib.suppress(StoreUnavailable):
                 self.conn.execute("ROLLBACK")
 
-    def data_stamp(self) -> object:
-        # Another replica's commits are invisible to a counter here, and a session token sealed
-        # there under a new key must verify here at once (a refusal is InvalidClientTokenId,
-        # which SDKs do not retry): the token keys are read every time, one small query.
-        return object()
+    def data_stamp(self) -> tuple[int, int]:
+        # Another replica's commits are invisible to a counter here: the token-key cache lives
+        # for one second of the wall clock (this store's commits end it at once). A token sealed
+        # elsewhere under a newer key asks past it (``token_keys(fresh=True)``).
+        return self.writes, int(self.clock.now().timestamp())
 
     def reader(self) -> PgDb:
         return PgDb(self._pools, self.where, self.clock, reader=True)

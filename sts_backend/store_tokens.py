@@ -2,9 +2,10 @@
 
 ``token_keys`` is on every minting request's path, so it is cached until the
 database may have changed (``SqlDb.data_stamp``: SQLite's ``data_version`` and
-this store's own commits; on PostgreSQL, not at all: another replica's new key
-must be known here as soon as a token sealed with it arrives). It bypasses a
-replica's read cache for the same reason.
+this store's own commits; on PostgreSQL, this store's commits and at most one
+second of the wall clock). A token sealed under a key the cache lacks (another
+replica's new one) asks with ``fresh``, which reads the database past every cache,
+so it verifies at once.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ class SqlTokenKeys:
         self._db = db
         self._cache: tuple[object, tuple[int, dict[int, bytes]]] | None = None
 
-    def token_keys(self) -> tuple[int, dict[int, bytes]]:
-        """(current key id, every key id → 32-byte key) for sealing session tokens."""
+    def token_keys(self, fresh: bool = False) -> tuple[int, dict[int, bytes]]:
+        """(current key id, every key id → 32-byte key) for sealing session tokens
+        (``fresh``: past every cache)."""
         db = self._db
         stamp = db.data_stamp()
-        if self._cache is None or self._cache[0] != stamp:
+        if fresh or self._cache is None or self._cache[0] != stamp:
             keys = {r[0]: bytes(r[1]) for r in db.conn.execute("SELECT key_id, key FROM token_keys").fetchall()}
             if not keys:
                 raise StoreError(f"{db.where} has no session-token key: run `rolecall backend rotate-token-key`")

@@ -390,18 +390,21 @@ def test_mfa_failure_counters_are_shared(store, other, device):
 
 # ---- token keys and revocation -------------------------------------------------------------
 
-def test_token_keys_add_and_retire(store, other):
+def test_token_keys_add_and_retire(store, other, clock):
     first, keys = store.token_keys()
     assert set(keys) == {first} and len(keys[first]) == 32
     assert other.token_keys() == (first, keys)
     second = other.add_token_key()
-    assert store.token_keys()[0] == second                              # the other's commit is seen
-    assert set(store.token_keys()[1]) == {first, second}
+    assert other.token_keys()[0] == second                              # its own commit, at once
+    assert store.token_keys(fresh=True)[0] == second                    # the other's: at once when asked,
+    clock.advance(1)
+    assert set(store.token_keys()[1]) == {first, second}                # and within a second anyway
     with pytest.raises(StoreError):
         store.retire_token_key(second)                                   # the current one
     with pytest.raises(StoreError):
         store.retire_token_key(9999)
     assert store.retire_token_key() == first
+    clock.advance(1)
     assert other.token_keys() == (second, {second: store.token_keys()[1][second]})
     with pytest.raises(StoreError):
         other.retire_token_key()                                         # only the current key left

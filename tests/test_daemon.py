@@ -239,6 +239,40 @@ async def test_sd_notify_ready_then_stopping(nursery, backend, short_dir, wall_c
     assert not (short_dir / "agent.sock").exists()
 
 
+async def test_ready_is_sent_anyway_when_the_sts_stays_away(nursery, backend, short_dir, wall_clock, autojump_clock):
+    """A Type=notify start must not time out while the STS is down (systemd would kill and restart
+    the agent, losing its backoff): READY=1 after READY_DEFER_SECONDS, still without credentials."""
+    from agent.daemon import READY_DEFER_SECONDS
+
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(short_dir / "notify"))
+    receiver.setblocking(False)
+    notifier = Notifier(environ={"NOTIFY_SOCKET": str(short_dir / "notify")}, pid=os.getpid())
+    with socket.socket() as closed:   # a port nothing listens on: every fetch is refused
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    agent = await nursery.start(lambda task_status: run_agent(
+        load_config(str(agent_config(short_dir, dead, backend.account)), environ={}), wall_clock=wall_clock,
+        inherited=[], notifier=notifier, handle_signals=False, task_status=task_status))
+
+    def ready_messages() -> list[str]:
+        found = []
+        while True:
+            try:
+                found.append(receiver.recv(4096).decode())
+            except BlockingIOError:
+                return [m for m in found if m.startswith("READY=1")]
+
+    await trio.sleep(READY_DEFER_SECONDS - 1)
+    assert ready_messages() == [] and not agent.ready.is_set()
+    await trio.sleep(2)
+    sent = ready_messages()
+    assert len(sent) == 1 and "STATUS=no credentials yet" in sent[0]
+    assert not agent.ready.is_set()   # `agent status` still says so
+    agent.stop()
+    receiver.close()
+
+
 async def test_inherited_listeners_replace_the_configured_addresses(nursery, backend, short_dir, wall_clock,
                                                                     autojump_clock):
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")

@@ -143,10 +143,8 @@ class Store:
         Raises:
             StoreError: the URL, the password file or the database is refused (one line).
         """
-        from sts_backend import store_postgres   # psycopg is an optional dependency
-
         _check_account_id(account_id)
-        return cls(store_postgres.create(url, account_id, clock or SystemClock(), password_file=password_file))
+        return cls(_postgres().create(url, account_id, clock or SystemClock(), password_file=password_file))
 
     @classmethod
     def open_database(cls, url: str, clock: WallClock | None = None, *, need_token_key: bool = True,
@@ -156,9 +154,7 @@ class Store:
         Raises:
             StoreError: the database is unreachable, not initialised, or of an unknown schema version.
         """
-        from sts_backend import store_postgres   # psycopg is an optional dependency
-
-        db = store_postgres.open_db(url, clock or SystemClock(), password_file=password_file)
+        db = _postgres().open_db(url, clock or SystemClock(), password_file=password_file)
         return cls._checked(db, need_token_key)
 
     @classmethod
@@ -211,6 +207,16 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.where!r}, account={self.db.account_id})"
+
+
+def _postgres():
+    """The PostgreSQL engine, imported when first asked for: psycopg is an optional dependency."""
+    try:
+        from sts_backend import store_postgres
+    except ImportError as exc:
+        raise StoreError(f"--database needs psycopg 3 and psycopg-pool ({exc.name} is missing): "
+                         "pip install 'rolecall[postgresql]'") from None
+    return store_postgres
 
 
 def _check_account_id(account_id: str | None) -> None:

@@ -7,13 +7,15 @@ skipped with the reason where none can start."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 
-import psycopg
 import pytest
 
 from sts_backend.store import Store, StoreError
-from sts_backend.store_postgres import SCHEMA_VERSION, translate
 from tests.clocks import FixedClock
+
+psycopg = pytest.importorskip("psycopg", reason="psycopg 3 is not installed: pip install 'rolecall[postgresql]'")
+from sts_backend.store_postgres import SCHEMA_VERSION, translate  # noqa: E402 - needs psycopg
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -21,6 +23,16 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 @pytest.fixture
 def clock():
     return FixedClock(T0)
+
+
+def test_without_the_driver_database_is_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)   # as if not installed
+    monkeypatch.delitem(sys.modules, "sts_backend.store_postgres")
+    monkeypatch.delattr(sys.modules["sts_backend"], "store_postgres")   # so the import runs again
+    with pytest.raises(StoreError) as exc:
+        Store.open_database("postgresql://rolecall@127.0.0.1/db")
+    assert str(exc.value) == ("--database needs psycopg 3 and psycopg-pool (psycopg is missing): "
+                              "pip install 'rolecall[postgresql]'")
 
 
 def test_the_dialect_rewrite():

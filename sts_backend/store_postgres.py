@@ -25,6 +25,13 @@ conditional ``UPDATE ... WHERE last_timecode < code`` on the device's row, and
 PostgreSQL re-checks that condition after waiting for the row lock, so of two
 replicas racing with one code exactly one sees a row updated.
 
+Reads: a reader (the backend's read lanes) remembers each lookup for up to
+``READ_CACHE_SECONDS`` of the wall clock (IAM is eventually consistent), and
+forgets everything at once when this process commits a write (``Pools.generation``):
+another replica's change is seen within a second, this one's at once. The write
+lane never caches; token keys are cached a second and read past every cache for a
+token under an unknown key (``store_tokens``).
+
 Dialect: the repositories' SQL (``store_sql``) is rewritten once per statement
 text and cached: ``?`` and ``:name`` become psycopg's placeholders, and
 ``COLLATE NOCASE`` is dropped (those columns are ``citext``:

@@ -53,10 +53,10 @@ never lets the event loop wait on SQLite. Calls take one of two lanes:
   read-only connection opened, off the loop, on first use), run *inline* on the
   event loop for a local SQLite store, and in up to ``READ_WORKERS`` worker threads,
   each on a reader of its own, for PostgreSQL (``store.inline_reads`` is False: a
-  query there is a round trip, which the loop must never wait for): ``GetCallerIdentity``, ``GetAccessKeyInfo``, ``AssumeRole``,
-  ``GetSessionToken`` and ``GetFederationToken`` without an MFA code (they mint
-  sealed tokens: nothing is stored per session), and IAM's ``Get*``/``List*`` and the
-  policy simulator's ``Simulate*``.
+  query there is a round trip, which the loop must never wait for):
+  ``GetCallerIdentity``, ``GetAccessKeyInfo``, ``AssumeRole``, ``GetSessionToken`` and
+  ``GetFederationToken`` without an MFA code (they mint sealed tokens: nothing is
+  stored per session), and IAM's ``Get*``/``List*`` and the policy simulator's ``Simulate*``.
   In WAL mode a reader never waits for the write lock, and this connection's
   busy timeout is 0: should SQLite ever report it busy (recovery after a crash
   of another process), the call is answered 503 ``ServiceUnavailable`` (SDKs

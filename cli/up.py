@@ -37,7 +37,7 @@ from cli.runtime import leaf_error, run
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["default_data_dir", "export_lines", "register"]
+__all__ = ["default_data_dir", "export_lines", "register", "up_control_socket"]
 
 log = logging.getLogger("rolecall.up")
 
@@ -109,7 +109,7 @@ def _agent_config(data_dir: Path, account, sts_url: str, imds_listen: str):
     from agent.config import load_config
 
     _write_private(data_dir / "agent-secret", account.agent.secret_access_key)
-    control = _control_socket(data_dir)
+    control = up_control_socket(data_dir)
     text = (f'[sts]\nendpoint_url = {json.dumps(sts_url)}\nregion = "{REGION}"\n\n'
             f'[source]\naccess_key_id = "{account.agent.access_key_id}"\nsecret_access_key_file = "agent-secret"\n\n'
             f'[role]\narn = "{account.role_arn}"\nsession_name = "rolecall-up"\n\n'
@@ -118,7 +118,7 @@ def _agent_config(data_dir: Path, account, sts_url: str, imds_listen: str):
     return load_config(str(data_dir / "agent.toml"), environ={})
 
 
-def _control_socket(data_dir: Path) -> str:
+def up_control_socket(data_dir: Path) -> str:
     """``$ROLECALL_AGENT_SOCKET``, else ``$XDG_RUNTIME_DIR/rolecall/agent.sock``, else in the data dir.
 
     Never ``/run/rolecall``: that is the system service's, even when ``up`` runs as root.

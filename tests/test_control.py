@@ -14,6 +14,7 @@ import trio
 
 from agent import control
 from agent.control import serve_control, socket_permissions
+from cli.up import default_data_dir, up_control_socket
 from wire.control import MAX_REQUEST, ControlError, candidate_paths, request
 
 STATUS = {"ready": True, "role_arn": "arn:aws:iam::123456789012:role/app", "access_key_id": "ASIAEXAMPLE",
@@ -179,7 +180,21 @@ def test_candidate_paths_follow_design_md():
     assert candidate_paths(None, {"ROLECALL_AGENT_SOCKET": "/e.sock", "XDG_RUNTIME_DIR": "/r"}) == ["/e.sock"]
     assert candidate_paths(None, {"XDG_RUNTIME_DIR": "/run/user/1000"}) == [
         "/run/user/1000/rolecall/agent.sock", "/run/rolecall/agent.sock"]
-    assert candidate_paths(None, {}) == ["/run/rolecall/agent.sock"]
+    # no runtime dir: `rolecall up`'s socket in its default data dir, then the system service's
+    assert candidate_paths(None, {"HOME": "/home/u"}) == [
+        "/home/u/.local/share/rolecall/up/agent.sock", "/run/rolecall/agent.sock"]
+    assert candidate_paths(None, {"XDG_DATA_HOME": "/d"}) == ["/d/rolecall/up/agent.sock", "/run/rolecall/agent.sock"]
+
+
+def test_up_and_status_agree_on_the_socket_without_a_runtime_dir(tmp_path):
+    """`rolecall up` puts its socket where `agent status` looks first when XDG_RUNTIME_DIR is unset."""
+    environ = {"HOME": str(tmp_path)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("XDG_RUNTIME_DIR", raising=False)
+        patch.delenv("ROLECALL_AGENT_SOCKET", raising=False)
+        patch.setenv("HOME", str(tmp_path))
+        patch.delenv("XDG_DATA_HOME", raising=False)
+        assert candidate_paths(None, environ)[0] == up_control_socket(default_data_dir())
 
 
 def test_module_exports():

@@ -37,13 +37,21 @@ def user_paths(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def candidate_paths(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
-    """Where to look for a running agent, most specific first (design.md, "Where things live")."""
+    """Where to look for a running agent, most specific first (design.md, "Where things live").
+
+    Without ``$XDG_RUNTIME_DIR`` (sudo, containers, a bare login), ``rolecall up`` keeps
+    its socket in its default data dir rather than in the system service's
+    ``/run/rolecall``: that place is asked first (a missing socket is skipped)."""
     environ = os.environ if environ is None else environ
     if explicit:
         return [explicit]
     paths = user_paths(environ)
     if environ.get("ROLECALL_AGENT_SOCKET"):
         return paths
+    if not paths:
+        data = environ.get("XDG_DATA_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"),
+                                                            ".local", "share")
+        paths = [os.path.join(data, "rolecall", "up", "agent.sock")]   # cli.up.default_data_dir()'s
     return [*paths, "/run/rolecall/agent.sock"]
 
 

@@ -66,7 +66,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="serve the STS and IAM Query APIs on one port")
     add_store_options(serve)
     serve.add_argument("--audit-log", metavar="FILE",
-                       help="where audit lines go (default DATA_DIR/audit.log; required with --database)")
+                       help="where audit lines go, in a directory this user owns and others cannot write "
+                            "(default DATA_DIR/audit.log; required with --database)")
     serve.add_argument("--listen", default="127.0.0.1:8900", metavar="H:P",
                        help="address to listen on (default 127.0.0.1:8900; port 0 picks one)")
     serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate chain")
@@ -205,6 +206,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.database is not None and args.audit_log is None:
         raise CliError("backend serve: --database needs --audit-log FILE (each replica keeps its own audit log)")
     audit_path = Path(args.audit_log) if args.audit_log else Path(args.data_dir) / "audit.log"
+    if args.audit_log:   # (the data dir's own is checked with the store) rotated by rename: ours alone
+        from wire.private_files import UnsafeDirectory, private_dir
+
+        try:
+            private_dir(audit_path.absolute().parent, create=False)
+        except (UnsafeDirectory, OSError) as exc:
+            raise CliError(f"backend serve: --audit-log {audit_path}: {getattr(exc, 'strerror', None) or exc}") \
+                from None
     store = _open_store(args)
     try:
         audit = AuditLog(audit_path, max_bytes=args.audit_max_bytes, keep=args.audit_keep)

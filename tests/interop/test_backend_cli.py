@@ -177,6 +177,28 @@ def test_plain_http_off_loopback_is_refused(tmp_path):
     assert missing.returncode == 1 and "not initialised" in missing.stderr
 
 
+def test_audit_log_elsewhere_only_in_a_directory_of_our_own(tmp_path):
+    """--audit-log is rotated by rename in its directory: one others may write to is refused, in one line."""
+    data_dir = tmp_path / "data"
+    admin = init(data_dir)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    done = rolecall("backend", "serve", "--data-dir", str(data_dir), "--audit-log", str(shared / "audit.log"))
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert f"--audit-log {shared / 'audit.log'}: {shared} is writable by others" in done.stderr
+    assert not (shared / "audit.log").exists()
+    logs = tmp_path / "logs"
+    logs.mkdir(mode=0o700)
+    backend = BackendProcess(data_dir, "--audit-log", str(logs / "audit.log"))
+    try:
+        backend.client("sts", (admin["AccessKeyId"], admin["SecretAccessKey"])).get_caller_identity()
+    finally:
+        assert backend.stop() == 0
+    assert '"action": "GetCallerIdentity"' in (logs / "audit.log").read_text().replace('":"', '": "')
+    assert not (data_dir / "audit.log").exists()
+
+
 def test_ipv6_loopback_listen(tmp_path):
     if not ipv6_loopback_available():
         pytest.skip("no IPv6 on loopback here")

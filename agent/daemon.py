@@ -20,9 +20,9 @@ starts, in this order:
 4. the rotator (``agent.rotator``), which fetches the first credentials at once
    and then rotates; until it holds some, credential paths answer 503;
 5. a task that waits for the first credentials, then logs ``ready`` and sends
-   sd_notify ``READY=1`` (after ``READY_DEFER_SECONDS`` without any, it sends
-   ``READY=1`` anyway and goes on waiting: below systemd's default start timeout,
-   so an STS that is away at boot never turns into a restart loop); the watchdog pinger; the STATUS updater; and the
+   sd_notify ``READY=1`` (until then it extends systemd's start timeout every
+   ``EXTEND_INTERVAL``, so an STS that is away at boot never turns into a restart
+   loop that loses the backoff); the watchdog pinger; the STATUS updater; and the
    signal watcher (SIGTERM/SIGINT: stop, SIGHUP: reload).
 
 With ``[agent] metrics_listen``, the Prometheus endpoint (``agent.metrics``,
@@ -103,7 +103,10 @@ log = logging.getLogger("rolecall.agent")
 SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get to finish on SIGTERM
 FD_HEADROOM = 1024  # open files beyond the metadata server's connections: STS, control socket, logs...
 STATUS_INTERVAL = 5.0  # seconds between STATUS= updates to systemd (only when changed)
-READY_DEFER_SECONDS = 60  # READY=1 without credentials after this long (systemd's TimeoutStartSec= is 90 s)
+# While no credentials are held, systemd's start timeout (TimeoutStartSec=, 90 s by default) is
+# extended every EXTEND_INTERVAL seconds to EXTEND_BY from then (sd_notify EXTEND_TIMEOUT_USEC).
+EXTEND_INTERVAL = 30.0
+EXTEND_BY = 90.0
 
 
 @dataclass
@@ -379,29 +382,27 @@ class _Agent:
     # ---- readiness, status, signals ------------------------------------------------------
 
     async def _announce_ready(self) -> None:
-        # prefetched: ready only once every role is held, or READY_DEFER_SECONDS have passed
-        # without: then systemd is told we are up anyway (a Type=notify start would otherwise
-        # time out, and Restart= would kill us and lose the backoff, again and again, while
-        # the STS is away); credential requests fail until the first fetch succeeds.
-        with trio.move_on_after(READY_DEFER_SECONDS) as waiting:
+        # prefetched: ready only once every role is held (design.md, rotation invariant 1).
+        # Until then systemd's start timeout is pushed back every EXTEND_INTERVAL: a Type=notify
+        # start would otherwise time out while the STS is away, and Restart= would kill the
+        # agent and lose its backoff, again and again.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._extend_start_timeout)
             for rotator in self.rotators.values():
                 await rotator.ready.wait()
-        if waiting.cancelled_caught:
-            log.warning("no credentials after %d s (%s): started anyway, still fetching; credential requests "
-                        "fail until the first fetch succeeds", READY_DEFER_SECONDS, self._status_line())
-            self.notifier.ready(self._status_line())
-            for rotator in self.rotators.values():
-                await rotator.ready.wait()
+            nursery.cancel_scope.cancel()
         for name, rotator in self.rotators.items():
             held = rotator.current()
             log.info("ready role=%s%s access_key_id=%s expiration=%s", rotator.status().role_arn,
                      f" rule={name}" if name is not None else "", held.access_key_id if held else "-",
                      iso_z(held.expiration) if held else "-")
         self.ready.set()
-        if waiting.cancelled_caught:
-            self.notifier.status(self._status_line())
-        else:
-            self.notifier.ready(self._status_line())
+        self.notifier.ready(self._status_line())
+
+    async def _extend_start_timeout(self) -> None:
+        while True:
+            await trio.sleep(EXTEND_INTERVAL)
+            self.notifier.notify(f"EXTEND_TIMEOUT_USEC={int(EXTEND_BY * 1_000_000)}", f"STATUS={self._status_line()}")
 
     def _status_line(self) -> str:
         doc = self._status()

@@ -239,10 +239,11 @@ async def test_sd_notify_ready_then_stopping(nursery, backend, short_dir, wall_c
     assert not (short_dir / "agent.sock").exists()
 
 
-async def test_ready_is_sent_anyway_when_the_sts_stays_away(nursery, backend, short_dir, wall_clock, autojump_clock):
+async def test_the_start_timeout_is_extended_while_the_sts_stays_away(nursery, backend, short_dir, wall_clock,
+                                                                       autojump_clock):
     """A Type=notify start must not time out while the STS is down (systemd would kill and restart
-    the agent, losing its backoff): READY=1 after READY_DEFER_SECONDS, still without credentials."""
-    from agent.daemon import READY_DEFER_SECONDS
+    the agent, losing its backoff), and READY=1 still waits for credentials (design.md, invariant 1)."""
+    from agent.daemon import EXTEND_BY, EXTEND_INTERVAL
 
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     receiver.bind(str(short_dir / "notify"))
@@ -255,20 +256,20 @@ async def test_ready_is_sent_anyway_when_the_sts_stays_away(nursery, backend, sh
         load_config(str(agent_config(short_dir, dead, backend.account)), environ={}), wall_clock=wall_clock,
         inherited=[], notifier=notifier, handle_signals=False, task_status=task_status))
 
-    def ready_messages() -> list[str]:
+    def messages() -> list[str]:
         found = []
         while True:
             try:
                 found.append(receiver.recv(4096).decode())
             except BlockingIOError:
-                return [m for m in found if m.startswith("READY=1")]
+                return found
 
-    await trio.sleep(READY_DEFER_SECONDS - 1)
-    assert ready_messages() == [] and not agent.ready.is_set()
-    await trio.sleep(2)
-    sent = ready_messages()
-    assert len(sent) == 1 and "STATUS=no credentials yet" in sent[0]
-    assert not agent.ready.is_set()   # `agent status` still says so
+    await trio.sleep(5 * EXTEND_INTERVAL + 1)
+    sent = messages()
+    extended = [m for m in sent if m.startswith(f"EXTEND_TIMEOUT_USEC={int(EXTEND_BY * 1_000_000)}\n")]
+    assert len(extended) == 5 and all("STATUS=no credentials yet" in m for m in extended)
+    assert EXTEND_BY > EXTEND_INTERVAL   # each extension outlasts the wait for the next one
+    assert not any(m.startswith("READY=1") for m in sent) and not agent.ready.is_set()
     agent.stop()
     receiver.close()
 

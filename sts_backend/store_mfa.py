@@ -136,7 +136,8 @@ class SqlMfaDevices:
                                   (serial,))
             self._db.conn.execute("INSERT INTO mfa_revocations (serial, revoked_before) VALUES (?, ?) "
                                   "ON CONFLICT (serial) DO UPDATE SET revoked_before = "
-                                  "excluded.revoked_before WHERE excluded.revoked_before > mfa_revocations.revoked_before",
+                                  "excluded.revoked_before "
+                                  "WHERE excluded.revoked_before > mfa_revocations.revoked_before",
                                   (device.serial_number, self._db.now()))
             self._db.bump_epoch()
 

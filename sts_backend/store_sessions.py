@@ -38,7 +38,8 @@ class SqlSessions:
         with self._db.tx() as conn:
             conn.execute("INSERT INTO revocations (kind, name, revoked_before) VALUES (?, ?, ?) "
                          "ON CONFLICT (kind, name) DO UPDATE SET revoked_before = "
-                         "excluded.revoked_before WHERE excluded.revoked_before > revocations.revoked_before", (kind, name, when))
+                         "excluded.revoked_before WHERE excluded.revoked_before > revocations.revoked_before",
+                         (kind, name, when))
             self._db.bump_epoch()
 
     def _revoked_after(self, kind: str, name: str, issued_at: dt.datetime) -> bool:

@@ -36,6 +36,7 @@ __all__ = [
     "KeyStoreError",
     "MfaError",
     "RETRYABLE_CODES",
+    "THROTTLING_CODES",
     "SourceError",
     "StsError",
     "StsFailure",
@@ -44,12 +45,15 @@ __all__ = [
 ]
 
 # AWS error codes that mean "try again later" (botocore's throttling and
-# transient lists, as far as STS can send them; sts-iam.md §3).
-RETRYABLE_CODES = frozenset({
+# transient lists, as far as STS can send them; sts-iam.md §3). The throttling
+# ones say the caller is over the backend's rate, not that it is broken.
+THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
     "RequestThrottled", "TooManyRequestsException", "RequestLimitExceeded",
-    "SlowDown", "PriorRequestNotComplete", "IDPCommunicationError",
-    "InternalFailure", "InternalError", "ServiceUnavailable", "RequestTimeout",
+    "SlowDown", "PriorRequestNotComplete",
+})
+RETRYABLE_CODES = THROTTLING_CODES | frozenset({
+    "IDPCommunicationError", "InternalFailure", "InternalError", "ServiceUnavailable", "RequestTimeout",
     "RequestTimeoutException",
 })
 

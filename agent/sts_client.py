@@ -45,7 +45,7 @@ import httpx
 import trio
 
 from agent.config_types import AWS_REGION
-from agent.errors import StsError, StsFailure, StsUnavailable, one_line
+from agent.errors import THROTTLING_CODES, StsError, StsFailure, StsUnavailable, one_line
 from metadata_server.credentials import RoleCredentials
 from wire.clock import UTC, WallClock
 from wire.listeners import is_loopback_host
@@ -73,12 +73,6 @@ log = logging.getLogger("rolecall.agent.sts")
 STS_VERSION = "2011-06-15"
 DEFAULT_TIMEOUT = 10.0
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 20.0  # seconds: the first retry waits up to BASE, none more than CAP
-# The throttling codes among agent.errors.RETRYABLE_CODES (botocore's list, as far as STS sends them),
-# and HTTP 429: the backend is over its rate, not broken.
-THROTTLING_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "RequestThrottled",
-    "TooManyRequestsException", "RequestLimitExceeded", "SlowDown", "PriorRequestNotComplete",
-})
 MAX_RESPONSE_BYTES = 256 * 1024  # STS answers are a few KiB
 GLOBAL_ENDPOINT = "https://sts.amazonaws.com"
 _CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
